@@ -1,0 +1,265 @@
+// Package config loads stompgate's configuration from STOMPGATE_* environment
+// variables.
+//
+// The Config struct is the single source of truth: every field carries its
+// variable name (env), its default (envDefault) and a one-line description
+// (desc). `stompgate -h`, `stompgate config print` and docs/configuration.md
+// are all rendered from those tags by Describe, so they cannot drift from the
+// code.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"go.uber.org/zap/zapcore"
+)
+
+// Prefix is prepended to every variable name.
+const Prefix = "STOMPGATE_"
+
+// ExitConfig is the exit status for configuration errors (sysexits EX_CONFIG):
+// an orchestrator should not restart-loop on it without a change.
+const ExitConfig = 78
+
+// Config is stompgate's whole configuration. Field order is the order of the
+// -h output and of docs/configuration.md.
+type Config struct {
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8090" desc:"Address the client-facing WebSocket/HTTP listener binds to."`
+
+	UpstreamURL         URL           `env:"UPSTREAM_URL,required" desc:"Base URL of the broker's WebSocket endpoint (ws:// or wss://). The client's request path and query are joined under its path, like httputil.NewSingleHostReverseProxy. Required."`
+	UpstreamDialTimeout time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"10s" desc:"Time allowed for TCP connect, TLS and the WebSocket upgrade to the upstream; past it the client gets 504."`
+	HandshakeTimeout    time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s" desc:"Time allowed for the client's WebSocket upgrade (reading the request and writing the 101)."`
+	MaxMessageBytes     ByteSize      `env:"MAX_MESSAGE_BYTES" envDefault:"1MiB" desc:"Largest WebSocket message accepted from either side, in bytes (suffixes KiB and MiB accepted). A larger message closes that side with 1009 and a reason."`
+	CloseTimeout        time.Duration `env:"CLOSE_TIMEOUT" envDefault:"5s" desc:"How long a close handshake may take on either leg before the TCP connection is aborted. No session ever sits in CLOSING longer than this."`
+	PreserveHost        bool          `env:"PRESERVE_HOST" envDefault:"true" desc:"Send the client's Host header upstream instead of the upstream URL's host. Spring's default origin check compares Origin with Host."`
+	TrustedProxies      PrefixList    `env:"TRUSTED_PROXIES" desc:"Comma-separated CIDRs (or single IPs) whose X-Forwarded-For/-Proto/-Host headers are trusted and extended; from anyone else they are replaced. Empty trusts nobody."`
+
+	LogLevel  zapcore.Level `env:"LOG_LEVEL" envDefault:"info" desc:"Log level: debug, info, warn or error."`
+	LogFormat LogFormat     `env:"LOG_FORMAT" envDefault:"json" desc:"Log encoding: json (one object per line) or console (human-readable)."`
+}
+
+// Load parses the process environment (or environ, when non-nil, as
+// "KEY=value" pairs) and validates the result. Every problem is reported in one
+// error, one line per variable, so an operator fixes them all in one go.
+func Load(environ []string) (Config, error) {
+	opts := env.Options{Prefix: Prefix}
+	if environ != nil {
+		opts.Environment = env.ToMap(environ)
+	}
+	cfg, err := env.ParseAsWithOptions[Config](opts)
+	var problems []error
+	failed := map[string]bool{} // variables that did not even parse
+	if err != nil {
+		var agg env.AggregateError
+		if !errors.As(err, &agg) {
+			agg.Errors = []error{err}
+		}
+		for _, e := range agg.Errors {
+			name, perr := describeParseError(e)
+			failed[name] = true
+			problems = append(problems, perr)
+		}
+	}
+	for _, verr := range flatten([]error{cfg.Validate()}) {
+		name, _, _ := strings.Cut(verr.Error(), ":")
+		if !failed[name] {
+			problems = append(problems, verr)
+		}
+	}
+	if len(problems) > 0 {
+		return cfg, &Error{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// describeParseError rewrites the env library's errors, which name Go struct
+// fields, so that they name the variable the operator set.
+func describeParseError(err error) (string, error) {
+	var pe env.ParseError
+	if errors.As(err, &pe) {
+		for _, v := range Vars() {
+			if reflect.TypeFor[Config]().Field(v.field).Name == pe.Name {
+				return v.Name, fmt.Errorf("%s: invalid %s: %w", v.Name, v.Type, pe.Err)
+			}
+		}
+	}
+	return "", err
+}
+
+// Validate checks the business rules that parsing alone cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+	}
+	if c.UpstreamURL.URL != nil {
+		u := c.UpstreamURL.URL
+		switch {
+		case u.Scheme != "ws" && u.Scheme != "wss":
+			bad("UPSTREAM_URL", "scheme must be ws or wss, got %q", u.Scheme)
+		case u.Host == "":
+			bad("UPSTREAM_URL", "has no host")
+		}
+	}
+	if c.ListenAddr == "" {
+		bad("LISTEN_ADDR", "must not be empty")
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad(name, "must be a positive duration, got %s", d)
+		}
+	}
+	positive("UPSTREAM_DIAL_TIMEOUT", c.UpstreamDialTimeout)
+	positive("HANDSHAKE_TIMEOUT", c.HandshakeTimeout)
+	positive("CLOSE_TIMEOUT", c.CloseTimeout)
+	if c.MaxMessageBytes < 256 {
+		bad("MAX_MESSAGE_BYTES", "must be at least 256 bytes, got %d", c.MaxMessageBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// Error lists every configuration problem found.
+type Error struct{ Problems []error }
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  - " + p.Error()
+	}
+	return "invalid configuration:\n" + strings.Join(lines, "\n")
+}
+
+func flatten(errs []error) []error {
+	var out []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			out = append(out, flatten(j.Unwrap())...)
+			continue
+		}
+		out = append(out, err)
+	}
+	return out
+}
+
+// URL is a url.URL that parses from text and prints without its password.
+type URL struct{ *url.URL }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (u *URL) UnmarshalText(b []byte) error {
+	p, err := url.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	u.URL = p
+	return nil
+}
+
+// String returns the URL with any password redacted.
+func (u URL) String() string {
+	if u.URL == nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// ByteSize is a size in bytes; it parses plain integers and KiB/MiB/GiB
+// (also KB/MB/GB, taken as powers of 1024 like Spring's DataSize).
+type ByteSize int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ByteSize) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	mult := int64(1)
+	for _, suf := range []struct {
+		s string
+		m int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(text, suf.s) {
+			text, mult = strings.TrimSpace(strings.TrimSuffix(text, suf.s)), suf.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("not a byte size: %q (use e.g. 65536, 64KiB or 1MiB)", string(b))
+	}
+	*s = ByteSize(n * mult)
+	return nil
+}
+
+// String prints the exact byte count.
+func (s ByteSize) String() string { return strconv.FormatInt(int64(s), 10) }
+
+// PrefixList is a comma-separated list of CIDRs; a bare IP means that one
+// address. Blank items are ignored so "a, b," works.
+type PrefixList []netip.Prefix
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *PrefixList) UnmarshalText(b []byte) error {
+	var out PrefixList
+	for _, item := range strings.Split(string(b), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return fmt.Errorf("not an IP or CIDR: %q", item)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			return fmt.Errorf("not an IP or CIDR: %q", item)
+		}
+		out = append(out, p.Masked())
+	}
+	*l = out
+	return nil
+}
+
+// Contains reports whether addr is inside any of the prefixes.
+func (l PrefixList) Contains(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range l {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// String prints the list as it would be written in the variable.
+func (l PrefixList) String() string {
+	parts := make([]string, len(l))
+	for i, p := range l {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// LogFormat selects the zap encoder.
+type LogFormat string
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (f *LogFormat) UnmarshalText(b []byte) error {
+	switch v := LogFormat(strings.ToLower(strings.TrimSpace(string(b)))); v {
+	case "json", "console":
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("log format must be json or console, got %q", string(b))
+}

@@ -1,0 +1,293 @@
+// Package proxy is stompgate's HTTP handler: it upgrades each WebSocket client
+// after dialling the upstream broker, then runs one Session per client that
+// pumps messages both ways, serialises writes and maps closes. Plain HTTP
+// requests are reverse-proxied to the same upstream.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// Options configures a Handler. Zero durations take the documented defaults.
+type Options struct {
+	// Upstream is the broker's WebSocket base URL (ws:// or wss://).
+	Upstream *url.URL
+	// DialTimeout bounds TCP connect + TLS + upgrade to the upstream.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds writing the client's 101 response.
+	HandshakeTimeout time.Duration
+	// CloseTimeout bounds every close handshake; then TCP is aborted.
+	CloseTimeout time.Duration
+	// WriteTimeout bounds one message write to either peer. A peer that does
+	// not read for this long is treated as lost.
+	WriteTimeout time.Duration
+	// MaxMessageBytes is the largest WebSocket message accepted from either
+	// side.
+	MaxMessageBytes int64
+	// PreserveHost sends the client's Host upstream.
+	PreserveHost bool
+	// TrustedProxy reports whether X-Forwarded-* from this peer are trusted.
+	// Nil trusts nobody.
+	TrustedProxy func(netip.Addr) bool
+	// TLSClientConfig is used for wss:// upstreams and https pass-through.
+	TLSClientConfig *tls.Config
+	// Logger receives one line per session and per failed handshake.
+	Logger *zap.Logger
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 10*time.Second)
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.CloseTimeout, 5*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.TrustedProxy == nil {
+		o.TrustedProxy = func(netip.Addr) bool { return false }
+	}
+}
+
+// Handler serves WebSocket upgrades by proxying them to the upstream and
+// passes every other request through with httputil.ReverseProxy.
+type Handler struct {
+	opts     Options
+	dialer   websocket.Dialer
+	upgrader websocket.Upgrader
+	http     *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when sessions becomes empty
+	sessions map[*Session]struct{}
+}
+
+// writeBufferPool is shared by every connection: a write buffer is held only
+// while a message is being written, so idle sessions hold none.
+var writeBufferPool = &sync.Pool{}
+
+// New validates opts and returns a Handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Upstream == nil || (opts.Upstream.Scheme != "ws" && opts.Upstream.Scheme != "wss") || opts.Upstream.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream must be a ws:// or wss:// URL with a host, got %v", opts.Upstream)
+	}
+	opts.setDefaults()
+	h := &Handler{opts: opts, sessions: make(map[*Session]struct{})}
+	h.idle = sync.NewCond(&h.mu)
+	h.dialer = websocket.Dialer{
+		Proxy:            nil, // a sidecar talks to its pod's broker directly
+		HandshakeTimeout: opts.DialTimeout,
+		TLSClientConfig:  opts.TLSClientConfig,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  16 << 10,
+		WriteBufferPool:  writeBufferPool,
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: opts.HandshakeTimeout,
+		WriteBufferSize:  16 << 10,
+		WriteBufferPool:  writeBufferPool,
+		// The upstream sees the client's Origin and decides; stompgate's own
+		// origin policy is applied before dialling.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	h.http = h.newHTTPProxy()
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		h.serveWebSocket(w, r)
+		return
+	}
+	h.http.ServeHTTP(w, r)
+}
+
+// ActiveSessions returns the number of sessions currently proxied.
+func (h *Handler) ActiveSessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Wait blocks until no session is open. Sessions that start meanwhile are
+// waited for too; stop the listener first.
+func (h *Handler) Wait() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(h.sessions) > 0 {
+		h.idle.Wait()
+	}
+}
+
+func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	target := targetURL(h.opts.Upstream, r.URL)
+	log := h.opts.Logger.With(
+		zap.String("remote", r.RemoteAddr),
+		zap.String("path", r.URL.Path),
+		zap.String("upstream", target.Redacted()),
+	)
+
+	header := endToEnd(r.Header)
+	setForwarded(header, r.Header, r, h.opts.TrustedProxy(remoteAddr(r)))
+	if h.opts.PreserveHost {
+		header.Set("Host", r.Host)
+	}
+	// Offered subprotocols go upstream verbatim, in the client's order, so
+	// the broker picks exactly as it would without stompgate.
+	if protos := r.Header.Values("Sec-Websocket-Protocol"); len(protos) > 0 {
+		header["Sec-Websocket-Protocol"] = protos
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.DialTimeout)
+	upConn, resp, err := h.dialer.DialContext(ctx, target.String(), header)
+	cancel()
+	if err != nil {
+		h.failHandshake(w, r, log, resp, err, time.Since(start))
+		return
+	}
+
+	respHeader := http.Header{}
+	if p := upConn.Subprotocol(); p != "" {
+		respHeader.Set("Sec-Websocket-Protocol", p)
+	}
+	// Cookies the broker sets in its 101 (sticky sessions, CSRF) reach the
+	// client.
+	if resp != nil {
+		for _, c := range resp.Header.Values("Set-Cookie") {
+			respHeader.Add("Set-Cookie", c)
+		}
+	}
+	clientConn, err := h.upgrader.Upgrade(w, r, respHeader)
+	if err != nil {
+		// gorilla has already answered the client with an HTTP error.
+		log.Warn("client upgrade failed", zap.Error(err))
+		closeConn(upConn, websocket.CloseGoingAway, "client handshake failed", h.opts.CloseTimeout)
+		return
+	}
+
+	s := newSession(h, clientConn, upConn, r, target, log)
+	h.track(s, true)
+	defer h.track(s, false)
+	s.run()
+}
+
+func (h *Handler) track(s *Session, add bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if add {
+		h.sessions[s] = struct{}{}
+		return
+	}
+	delete(h.sessions, s)
+	if len(h.sessions) == 0 {
+		h.idle.Broadcast()
+	}
+}
+
+// failHandshake answers a client whose upstream could not be reached. A
+// broker's own HTTP answer (401, 403, 404...) reaches the client as is, so a
+// browser sees the real reason.
+func (h *Handler) failHandshake(w http.ResponseWriter, r *http.Request, log *zap.Logger, resp *http.Response, err error, took time.Duration) {
+	if errors.Is(err, websocket.ErrBadHandshake) && resp != nil {
+		for k, vs := range endToEnd(resp.Header) {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+		var body []byte
+		if resp.Body != nil {
+			body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+		log.Warn("upstream refused the handshake", zap.Int("status", resp.StatusCode), zap.Duration("duration", took))
+		return
+	}
+	status, reason := http.StatusBadGateway, "upstream unreachable"
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		status, reason = http.StatusGatewayTimeout, "upstream timed out"
+	}
+	if r.Context().Err() != nil {
+		reason = "client went away during upstream dial"
+	}
+	http.Error(w, fmt.Sprintf("stompgate: %s: %v", reason, err), status)
+	log.Warn("upstream dial failed", zap.Int("status", status), zap.String("reason", reason), zap.Error(err), zap.Duration("duration", took))
+}
+
+func (h *Handler) newHTTPProxy() *httputil.ReverseProxy {
+	base := *h.opts.Upstream
+	base.Scheme = httpScheme(base.Scheme)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = nil
+	transport.TLSClientConfig = h.opts.TLSClientConfig
+	transport.DialContext = (&net.Dialer{Timeout: h.opts.DialTimeout}).DialContext
+	return &httputil.ReverseProxy{
+		Transport: transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&base)
+			trusted := h.opts.TrustedProxy(remoteAddr(pr.In))
+			if trusted {
+				for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+					if v := pr.In.Header.Values(k); len(v) > 0 {
+						pr.Out.Header[k] = v
+					}
+				}
+			}
+			setForwarded(pr.Out.Header, pr.In.Header, pr.In, trusted)
+			if h.opts.PreserveHost {
+				pr.Out.Host = pr.In.Host
+			}
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, reason := http.StatusBadGateway, "upstream unreachable"
+			var nerr net.Error
+			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+				status, reason = http.StatusGatewayTimeout, "upstream timed out"
+			}
+			h.opts.Logger.Warn("http pass-through failed", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
+			http.Error(w, "stompgate: "+reason, status)
+		},
+		ErrorLog: zap.NewStdLog(h.opts.Logger),
+	}
+}
+
+// CloseAll closes every open session with code and reason, as a server that
+// is going away. Sessions end within CloseTimeout.
+func (h *Handler) CloseAll(code int, reason string) {
+	h.mu.Lock()
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.shutdown(code, reason)
+	}
+}

@@ -1,0 +1,393 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// Session is one proxied client: two legs and two pumps.
+//
+// Ownership: the handler goroutine runs the client→upstream pump and owns the
+// Session; it starts one goroutine for the upstream→client pump and does not
+// return before that goroutine has ended and both sockets are closed. Every
+// path that ends a pump goes through finish, which sends the close frames
+// once and arms an abort timer, so no leg stays in CLOSING past CloseTimeout.
+type Session struct {
+	h        *Handler
+	id       string
+	log      *zap.Logger
+	start    time.Time
+	client   *leg
+	upstream *leg
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	abort     *time.Timer
+	ending    string // why the session ended, set once in finish
+	closedBy  string
+}
+
+// leg is one WebSocket connection of a session and what happened on it.
+type leg struct {
+	name string // "client" or "upstream"
+	conn *websocket.Conn
+
+	// wmu serialises data writes: gorilla allows one writer at a time, and
+	// pumps, timers and error paths all write. Control frames (ping, pong,
+	// close) go through WriteControl, which gorilla makes safe concurrently.
+	wmu sync.Mutex
+
+	msgs, bytes atomic.Int64 // messages and payload bytes read from this peer
+
+	// truncated is set when a message to this peer was cut off mid-stream;
+	// from then on only control frames may be written.
+	truncated atomic.Bool
+
+	closeSent atomic.Bool
+	// Set by finish or the close handler; read after both pumps ended.
+	mu                 sync.Mutex
+	sentCode, recvCode int
+	sentText, recvText string
+	lost               bool
+}
+
+func newSession(h *Handler, client, upstream *websocket.Conn, r *http.Request, target *url.URL, log *zap.Logger) *Session {
+	s := &Session{
+		h:        h,
+		id:       strconv.FormatUint(rand.Uint64(), 36),
+		start:    time.Now(),
+		client:   &leg{name: "client", conn: client},
+		upstream: &leg{name: "upstream", conn: upstream},
+	}
+	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", client.Subprotocol()))
+	for _, l := range []*leg{s.client, s.upstream} {
+		l.conn.SetCloseHandler(s.closeHandler(l))
+	}
+	return s
+}
+
+// closeHandler records the peer's close frame and, when stompgate has not
+// closed that leg yet, echoes the code as RFC 6455 §5.5.1 requires.
+func (s *Session) closeHandler(l *leg) func(int, string) error {
+	return func(code int, text string) error {
+		l.mu.Lock()
+		l.recvCode, l.recvText = code, text
+		l.mu.Unlock()
+		if l.closeSent.CompareAndSwap(false, true) {
+			l.mu.Lock()
+			l.sentCode = code
+			l.mu.Unlock()
+			payload := websocket.FormatCloseMessage(code, "")
+			if code == websocket.CloseNoStatusReceived {
+				payload = nil
+			}
+			_ = l.conn.WriteControl(websocket.CloseMessage, payload, time.Now().Add(s.h.opts.CloseTimeout))
+		}
+		return nil
+	}
+}
+
+func (s *Session) other(l *leg) *leg {
+	if l == s.client {
+		return s.upstream
+	}
+	return s.client
+}
+
+func (s *Session) run() {
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		s.pumpThenClose(s.upstream, s.client)
+	}()
+	s.pumpThenClose(s.client, s.upstream)
+	<-upDone
+	if s.abort != nil {
+		s.abort.Stop()
+	}
+	s.logEnd()
+}
+
+// pumpThenClose forwards src to dst until src's read side ends, makes sure
+// the session is finishing, and releases src's socket.
+func (s *Session) pumpThenClose(src, dst *leg) {
+	e := s.pump(src, dst)
+	s.finish(e)
+	_ = src.conn.NetConn().Close()
+}
+
+// end describes why a pump stopped.
+type end struct {
+	leg  *leg   // the leg the event happened on
+	kind int    // endClosed, endLost, endTooBig
+	code int    // close code received (endClosed)
+	text string // close reason received (endClosed)
+	err  error
+}
+
+const (
+	endClosed = iota // the peer sent a close frame
+	endLost          // the peer's TCP/TLS connection failed
+	endTooBig        // the peer sent a message over MaxMessageBytes
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// pump copies messages from src to dst, streaming each through a pooled
+// buffer so a large message never costs its size in memory. Text stays text
+// and binary stays binary. It returns when src's read side ends; a failed
+// write to dst finishes the session but the pump keeps reading src, so that
+// src's close handshake can complete.
+func (s *Session) pump(src, dst *leg) end {
+	limit := s.h.opts.MaxMessageBytes
+	for {
+		mt, r, err := src.conn.NextReader()
+		if err != nil {
+			return classify(src, err)
+		}
+		if s.closing.Load() {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return classify(src, err)
+			}
+			continue
+		}
+		bufp := bufPool.Get().(*[]byte)
+		n, rerr, werr := s.copyMessage(dst, mt, r, *bufp, limit)
+		bufPool.Put(bufp)
+		src.msgs.Add(1)
+		src.bytes.Add(n)
+		switch {
+		case rerr == errTooBig:
+			return end{leg: src, kind: endTooBig}
+		case rerr != nil:
+			return classify(src, rerr)
+		case werr != nil:
+			s.finish(end{leg: dst, kind: endLost, err: werr})
+		}
+	}
+}
+
+var errTooBig = errors.New("message too big")
+
+// copyMessage streams one message into dst. The writer is opened only once
+// the first bytes are in hand, so dst's write lock is not held while src is
+// idle between messages.
+func (s *Session) copyMessage(dst *leg, mt int, r io.Reader, buf []byte, limit int64) (n int64, rerr, werr error) {
+	var w io.WriteCloser
+	defer func() {
+		if w != nil {
+			if err := w.Close(); err != nil && werr == nil && rerr == nil {
+				werr = err
+			}
+			dst.wmu.Unlock()
+		}
+	}()
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if n > limit {
+			if w != nil {
+				// Never complete a truncated message: dst gets a close frame
+				// in the middle of it instead (legal, RFC 6455 §5.4) and no
+				// further data.
+				dst.truncated.Store(true)
+				dst.wmu.Unlock()
+				w = nil
+			}
+			return n, errTooBig, nil
+		}
+		if (k > 0 || err == io.EOF) && w == nil && werr == nil {
+			dst.wmu.Lock()
+			_ = dst.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
+			w, werr = dst.conn.NextWriter(mt)
+			if werr != nil {
+				w = nil
+				dst.wmu.Unlock()
+			}
+		}
+		if k > 0 && w != nil {
+			if _, err := w.Write(buf[:k]); err != nil {
+				werr = err
+				w.Close()
+				w = nil
+				dst.wmu.Unlock()
+			}
+		}
+		if err == io.EOF {
+			return n, nil, werr
+		}
+		if err != nil {
+			return n, err, werr
+		}
+	}
+}
+
+func classify(l *leg, err error) end {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return end{leg: l, kind: endClosed, code: ce.Code, text: ce.Text, err: err}
+	}
+	return end{leg: l, kind: endLost, err: err}
+}
+
+// finish decides, once, how both legs are closed. The first event wins: a
+// close frame is forwarded with its code and reason (reserved codes mapped),
+// a lost connection becomes 1011 naming the lost side, an oversized message
+// gets 1009 with a reason. Then every leg has CloseTimeout to finish its
+// handshake before its TCP connection is aborted.
+func (s *Session) finish(e end) {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		other := s.other(e.leg)
+		limit := s.h.opts.MaxMessageBytes
+		switch e.kind {
+		case endClosed:
+			s.closedBy = e.leg.name
+			s.ending = e.leg.name + " closed"
+			code, text := mapCloseCode(e.leg.name, e.code, e.text)
+			s.sendClose(other, code, text)
+		case endLost:
+			s.closedBy = e.leg.name
+			s.ending = e.leg.name + " connection lost"
+			if e.err != nil {
+				s.ending += ": " + e.err.Error()
+			}
+			e.leg.mu.Lock()
+			e.leg.lost = true
+			e.leg.mu.Unlock()
+			e.leg.closeSent.Store(true) // nothing can be sent on a dead leg
+			_ = e.leg.conn.NetConn().Close()
+			s.sendClose(other, websocket.CloseInternalServerErr, lostReason(e.leg.name, e.err))
+		case endTooBig:
+			s.closedBy = "proxy"
+			s.ending = fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit)
+			s.sendClose(e.leg, websocket.CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", limit))
+			code := websocket.CloseInternalServerErr
+			if other == s.upstream {
+				code = websocket.CloseGoingAway
+			}
+			s.sendClose(other, code, fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit))
+		}
+		s.armAbort()
+	})
+}
+
+// sendClose sends one close frame on l unless one was already sent.
+func (s *Session) sendClose(l *leg, code int, text string) {
+	if !l.closeSent.CompareAndSwap(false, true) {
+		return
+	}
+	if len(text) > 123 { // RFC 6455 §5.5: control payload ≤ 125 bytes
+		text = text[:123]
+	}
+	l.mu.Lock()
+	l.sentCode, l.sentText = code, text
+	l.mu.Unlock()
+	_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(s.h.opts.CloseTimeout))
+}
+
+// mapCloseCode turns a close received from one leg into what the other leg
+// gets. 1005 (no code) is sent as 1000; 1006 and 1015 must never appear in a
+// close frame (RFC 6455 §7.4.1), so a peer that reports them is treated as
+// lost.
+func mapCloseCode(from string, code int, text string) (int, string) {
+	switch code {
+	case websocket.CloseNoStatusReceived:
+		return websocket.CloseNormalClosure, ""
+	case websocket.CloseAbnormalClosure:
+		return websocket.CloseInternalServerErr, from + " connection lost"
+	case websocket.CloseTLSHandshake:
+		return websocket.CloseInternalServerErr, from + " TLS failure"
+	}
+	return code, text
+}
+
+func lostReason(name string, err error) string {
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	if errors.As(err, &rh) || errors.As(err, &ae) {
+		return name + " TLS failure"
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return name + " write timed out"
+	}
+	return name + " connection lost"
+}
+
+func (s *Session) logEnd() {
+	fields := []zap.Field{
+		zap.Duration("duration", time.Since(s.start)),
+		zap.Int64("client_messages", s.client.msgs.Load()),
+		zap.Int64("client_bytes", s.client.bytes.Load()),
+		zap.Int64("upstream_messages", s.upstream.msgs.Load()),
+		zap.Int64("upstream_bytes", s.upstream.bytes.Load()),
+		zap.String("closed_by", s.closedBy),
+		zap.String("end", s.ending),
+	}
+	for _, l := range []*leg{s.client, s.upstream} {
+		code, text := l.closeCode(l.name == s.closedBy)
+		fields = append(fields, zap.Int(l.name+"_close_code", code), zap.String(l.name+"_close_reason", text))
+	}
+	s.log.Info("session ended", fields...)
+}
+
+// closeCode is the code that ended this leg: the peer's if it closed first
+// (or the leg was lost: 1006), stompgate's otherwise.
+func (l *leg) closeCode(initiator bool) (int, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.lost:
+		return websocket.CloseAbnormalClosure, "connection lost"
+	case initiator && l.recvCode != 0:
+		return l.recvCode, l.recvText
+	case l.sentCode != 0:
+		return l.sentCode, l.sentText
+	}
+	return l.recvCode, l.recvText
+}
+
+// closeConn closes a connection that never became a session, politely and
+// within timeout.
+func closeConn(c *websocket.Conn, code int, text string, timeout time.Duration) {
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(timeout))
+	_ = c.Close()
+}
+
+// shutdown closes both legs with code and reason on stompgate's initiative.
+func (s *Session) shutdown(code int, reason string) {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.closedBy = "proxy"
+		s.ending = reason
+		s.sendClose(s.client, code, reason)
+		s.sendClose(s.upstream, code, reason)
+		s.armAbort()
+	})
+}
+
+// armAbort gives both legs CloseTimeout to complete their close handshakes,
+// then aborts their TCP connections.
+func (s *Session) armAbort() {
+	deadline := time.Now().Add(s.h.opts.CloseTimeout)
+	_ = s.client.conn.SetReadDeadline(deadline)
+	_ = s.upstream.conn.SetReadDeadline(deadline)
+	s.abort = time.AfterFunc(s.h.opts.CloseTimeout, func() {
+		_ = s.client.conn.NetConn().Close()
+		_ = s.upstream.conn.NetConn().Close()
+	})
+}
