@@ -39,6 +39,7 @@ type Config struct {
 	HandshakeTimeout    time.Duration `env:"HANDSHAKE_TIMEOUT" envDefault:"10s" desc:"Time allowed for the client's WebSocket upgrade (reading the request and writing the 101)."`
 	MaxMessageBytes     ByteSize      `env:"MAX_MESSAGE_BYTES" envDefault:"1MiB" desc:"Largest WebSocket message accepted from either side, in bytes (suffixes KiB and MiB accepted). A larger message closes that side with 1009 and a reason."`
 	CloseTimeout        time.Duration `env:"CLOSE_TIMEOUT" envDefault:"5s" desc:"How long a close handshake may take on either leg before the TCP connection is aborted. No session ever sits in CLOSING longer than this."`
+	WriteTimeout        time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" desc:"How long one message write to either peer may block. A peer that reads nothing for this long is treated as lost (Spring's sendTimeLimit is 10s too)."`
 	PreserveHost        bool          `env:"PRESERVE_HOST" envDefault:"true" desc:"Send the client's Host header upstream instead of the upstream URL's host. Spring's default origin check compares Origin with Host."`
 	TrustedProxies      PrefixList    `env:"TRUSTED_PROXIES" desc:"Comma-separated CIDRs (or single IPs) whose X-Forwarded-For/-Proto/-Host headers are trusted and extended; from anyone else they are replaced. Empty trusts nobody."`
 
@@ -120,6 +121,7 @@ func (c *Config) Validate() error {
 	positive("UPSTREAM_DIAL_TIMEOUT", c.UpstreamDialTimeout)
 	positive("HANDSHAKE_TIMEOUT", c.HandshakeTimeout)
 	positive("CLOSE_TIMEOUT", c.CloseTimeout)
+	positive("WRITE_TIMEOUT", c.WriteTimeout)
 	if c.MaxMessageBytes < 256 {
 		bad("MAX_MESSAGE_BYTES", "must be at least 256 bytes, got %d", c.MaxMessageBytes)
 	}

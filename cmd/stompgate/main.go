@@ -126,6 +126,7 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		DialTimeout:      cfg.UpstreamDialTimeout,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		CloseTimeout:     cfg.CloseTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
 		MaxMessageBytes:  int64(cfg.MaxMessageBytes),
 		PreserveHost:     cfg.PreserveHost,
 		TrustedProxy:     cfg.TrustedProxies.Contains,
