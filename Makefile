@@ -1,0 +1,47 @@
+# stompgate: `make test` is the one command to check everything. It installs
+# and starts the real peers the end-to-end tests need (scripts/test-deps.sh:
+# apt packages, RabbitMQ with Web-STOMP on 127.0.0.1, node modules), then runs
+# the linters and the whole test suite with the race detector.
+
+GO            ?= go
+GOFMT         ?= gofmt
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS          := ./...
+TEST_TIMEOUT  := 20m
+# Missing peers fail end-to-end tests instead of skipping them.
+E2E_ENV       := STOMPGATE_E2E=require
+GO_TEST_FLAGS := -race -count=1 -timeout $(TEST_TIMEOUT)
+
+.PHONY: test test-unit peers peers-status peers-stop peers-restart fmt-check vet staticcheck lint
+
+test: peers lint
+	$(E2E_ENV) $(GO) test $(GO_TEST_FLAGS) $(PKGS)
+
+lint: fmt-check vet staticcheck
+
+# Only the Go tests, without installing or starting anything: end-to-end
+# tests whose peers are missing skip.
+test-unit:
+	$(GO) test $(GO_TEST_FLAGS) $(PKGS)
+
+peers:
+	bash scripts/test-deps.sh
+
+peers-status:
+	bash scripts/test-deps.sh status
+
+peers-stop:
+	bash scripts/test-deps.sh stop
+
+peers-restart:
+	bash scripts/test-deps.sh restart
+
+fmt-check:
+	@out="$$($(GOFMT) -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
