@@ -1,0 +1,198 @@
+package keepalive
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Defaults and fixed factors. Each one is backed by a fact from the research
+// report; see the package documentation for the full contract.
+const (
+	// DefaultTolerance multiplies Tsc_up into the broker's read deadline.
+	// Spring's simple broker uses HEARTBEAT_MULTIPLIER = 3 (§3.3), RabbitMQ
+	// times out between 2 and 3 intervals (§6); R2 suggests 2–3×.
+	DefaultTolerance = 3.0
+
+	// DefaultPongTimeout bounds how long a probed client may take to show
+	// any sign of life. A WebSocket pong is answered by the browser or the
+	// client library itself, even in a throttled tab, so a few seconds are
+	// plenty; 10 s keeps a silent client's detection (1.5×10 s + 10 s =
+	// 25 s with stomp.js defaults) below the Tcs_down × 3 = 30 s read
+	// deadline of R2 and of Spring (§3.3).
+	DefaultPongTimeout = 10 * time.Second
+
+	// DefaultIdleTimeout is the smallest idle timeout assumed for
+	// intermediaries: nginx proxy_read_timeout, Kong read_timeout and
+	// Cowboy's idle_timeout all default to 60 s (§6, §9).
+	DefaultIdleTimeout = 60 * time.Second
+
+	// IdleFraction is the share of IdleTimeout after which a hop that
+	// carried no bytes gets keepalive traffic. 40% fits two emissions in one
+	// idle window with slack for a late timer or a slow write (24 s for
+	// 60 s, just under SockJS's 25 s heartbeat, §3.6).
+	IdleFraction = 0.4
+
+	// MaxClientPingInterval caps the derived ClientPingInterval: SockJS and
+	// RFC 6202 use 25 s (§3.6, R4), and python-websockets warns that proxies
+	// may drop connections idle for 30 s (§9).
+	MaxClientPingInterval = 25 * time.Second
+
+	// ProbeFactor: a client that negotiated heart-beats (Tcs_down > 0) is
+	// probed with a ping after 1.5×Tcs_down without any read. The spec asks
+	// receivers to be tolerant (§2.3); a probe is cheap and never kills by
+	// itself, so it may come early, while a late EOL from a throttled tab
+	// (stomp.js #335) is then bridged by the browser's automatic pong.
+	ProbeFactor = 1.5
+
+	// EmitFraction: EOL emitters fire after EmitFraction × period without writes. ½
+	// covers ActiveMQ Classic's strict 1.0× enforcement and Spring's task
+	// granularity (R3), matches RabbitMQ's own sender (½ interval, §6) and
+	// gives a stomp.js client spacing within [T/2, T], far from its 2×T
+	// limit (§8, scenario 25).
+	EmitFraction = 0.5
+
+	// MinInterval is the floor of every emitter and probe interval, so that
+	// a tiny negotiated period cannot make the proxy spin.
+	MinInterval = 100 * time.Millisecond
+)
+
+// Mode selects how stompgate treats heart-beats.
+type Mode uint8
+
+const (
+	// Terminate (default): stompgate rewrites heart-beat headers and owns
+	// both hops' contracts (R1, R3, R4, R5).
+	Terminate Mode = iota
+	// Passthrough: headers and heart-beats are relayed unchanged; the engine
+	// only probes the client and covers intermediary idle timeouts.
+	Passthrough
+)
+
+// String returns "terminate" or "passthrough".
+func (m Mode) String() string {
+	switch m {
+	case Terminate:
+		return "terminate"
+	case Passthrough:
+		return "passthrough"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// ParseMode parses "terminate" or "passthrough" (case-insensitive; empty means
+// Terminate).
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "terminate":
+		return Terminate, nil
+	case "passthrough":
+		return Passthrough, nil
+	}
+	return Terminate, fmt.Errorf("keepalive: unknown mode %q (want terminate or passthrough)", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler, so that configuration
+// loaders (e.g. caarlos0/env) can parse a Mode directly.
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// Config holds the liveness settings shared by all sessions. Zero values mean
+// "use the default".
+type Config struct {
+	// Tolerance (STOMPGATE_HEARTBEAT_TOLERANCE, default 3): the broker is
+	// dead if no data arrived for Tsc_up × Tolerance. Must be ≥ 1.
+	Tolerance float64
+
+	// PongTimeout (default 10 s): a pinged client is dead if nothing (data
+	// or pong) arrives within this time after the ping was requested.
+	PongTimeout time.Duration
+
+	// ClientPingInterval (default: 40% of IdleTimeout, at most 25 s): a
+	// client without negotiated heart-beats (0,0, STOMP 1.0, or before
+	// CONNECTED) is pinged after this much silence.
+	ClientPingInterval time.Duration
+
+	// IdleTimeout (default 60 s): the smallest idle timeout of the
+	// intermediaries on either hop. Each hop carries bytes at least every
+	// IdleFraction (40%) of it. A negative value disables idle coverage
+	// (no intermediaries).
+	IdleTimeout time.Duration
+
+	// Mode: Terminate (default) or Passthrough.
+	Mode Mode
+}
+
+// WithDefaults returns c with every zero field replaced by its default and
+// ClientPingInterval derived. Invalid values are clamped rather than
+// rejected (use Validate to reject them): Tolerance below 1 becomes 1, and
+// durations below MinInterval become MinInterval.
+func (c Config) WithDefaults() Config {
+	if c.Tolerance == 0 || math.IsNaN(c.Tolerance) {
+		c.Tolerance = DefaultTolerance
+	}
+	if c.Tolerance < 1 {
+		c.Tolerance = 1
+	}
+	if c.PongTimeout == 0 {
+		c.PongTimeout = DefaultPongTimeout
+	}
+	c.PongTimeout = max(c.PongTimeout, MinInterval)
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.IdleTimeout > 0 {
+		c.IdleTimeout = max(c.IdleTimeout, MinInterval)
+	}
+	if c.ClientPingInterval == 0 {
+		c.ClientPingInterval = MaxClientPingInterval
+		if c.IdleTimeout > 0 {
+			c.ClientPingInterval = min(c.idleInterval(), MaxClientPingInterval)
+		}
+	}
+	c.ClientPingInterval = max(c.ClientPingInterval, MinInterval)
+	return c
+}
+
+// Validate reports configuration values that WithDefaults would have to
+// clamp.
+func (c Config) Validate() error {
+	var errs []error
+	if math.IsNaN(c.Tolerance) || math.IsInf(c.Tolerance, 0) || (c.Tolerance != 0 && c.Tolerance < 1) {
+		errs = append(errs, fmt.Errorf("keepalive: Tolerance %v must be ≥ 1", c.Tolerance))
+	}
+	if c.PongTimeout < 0 || (c.PongTimeout > 0 && c.PongTimeout < MinInterval) {
+		errs = append(errs, fmt.Errorf("keepalive: PongTimeout %v must be ≥ %v", c.PongTimeout, MinInterval))
+	}
+	if c.ClientPingInterval < 0 || (c.ClientPingInterval > 0 && c.ClientPingInterval < MinInterval) {
+		errs = append(errs, fmt.Errorf("keepalive: ClientPingInterval %v must be ≥ %v", c.ClientPingInterval, MinInterval))
+	}
+	if c.IdleTimeout > 0 && c.IdleTimeout < MinInterval {
+		errs = append(errs, fmt.Errorf("keepalive: IdleTimeout %v must be ≥ %v (or negative to disable)", c.IdleTimeout, MinInterval))
+	}
+	if c.Mode > Passthrough {
+		errs = append(errs, fmt.Errorf("keepalive: unknown %v", c.Mode))
+	}
+	return errors.Join(errs...)
+}
+
+// idleInterval is the longest a hop may stay silent: IdleFraction of
+// IdleTimeout, or forever when idle coverage is disabled. It expects
+// defaults to have been applied.
+func (c Config) idleInterval() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return forever
+	}
+	return max(time.Duration(float64(c.IdleTimeout)*IdleFraction), MinInterval)
+}

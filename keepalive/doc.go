@@ -1,0 +1,101 @@
+// Package keepalive decides, for one proxied STOMP session, when stompgate
+// must emit keepalive traffic on each hop and when a peer must be declared
+// dead.
+//
+// It is pure logic: no I/O, no goroutines, no timers. The proxy records
+// timestamps on its hot paths (atomic stores), keeps one timer per session,
+// and when that timer fires it passes a snapshot of the timestamps
+// ([Activity]) to [Session.Tick]. Tick returns the [Actions] to execute and
+// the time at which it wants to be called again. Tests drive it with a fake
+// clock simply by passing times.
+//
+// Section and rule numbers (§3.1, R2, ...) refer to the team's research
+// report, shared/research/stomp-liveness.md.
+//
+// # Two hops, two contracts (R1)
+//
+// stompgate is the STOMP server of the "down" hop (client ↔ stompgate) and
+// the STOMP client of the "up" hop (stompgate ↔ broker). Each hop has its own
+// negotiated heart-beat periods (§2.2, see [Negotiate]); [Periods] holds
+// them from stompgate's point of view (Send = what stompgate must send,
+// Recv = what stompgate may expect to receive):
+//
+//	up.Send   = Tcs_up   = max(px,sy)  stompgate → broker
+//	up.Recv   = Tsc_up   = max(sx,py)  broker → stompgate
+//	down.Send = Tsc_down = max(dx,cy)  stompgate → client
+//	down.Recv = Tcs_down = max(cx,dy)  client → stompgate
+//	(0 on either side of a max means "off")
+//
+// # Contract per hop, mode Terminate (default)
+//
+// In Terminate mode stompgate owns both contracts: client EOLs are not
+// relayed upstream and broker EOLs are not relayed to the client (R5); the
+// engine generates what each peer was promised. "idle" below is
+// 40% of [Config.IdleTimeout] (24 s by default).
+//
+//	direction          engine decision                                         why
+//	client → stompgate any byte counts (frames, EOL, WS ping, WS pong)          R2; spec §2.3 "any new data"
+//	                   no read for 1.5×Tcs_down → PingClient (probe)           browsers answer pings even when
+//	                   (no heart-beats: no read for ClientPingInterval)         throttled (stomp.js #335)
+//	                   probe unanswered for PongTimeout → ClientDead           a late EOL alone never kills
+//	stompgate → client Tsc_down>0: no data written for min(Tsc_down/2, idle)   stomp.js closes after 2×ttl of no
+//	                   → SendClientEOL                                          data (§8); it cannot see pings
+//	                   Tsc_down=0 or STOMP 1.0: nothing written for idle        R4: pings are invisible to STOMP
+//	                   → PingClient                                             parsers; nginx/Kong 60 s (§9)
+//	stompgate → broker nothing written for min(Tcs_up/2, idle) → SendUpstreamEOL R3; Spring reads at 3× (§3.3),
+//	                   only after CONNECT is forwarded (Spring: "Unknown        ActiveMQ Classic is strict 1.0×
+//	                   session" ERROR, §3.1), never after DISCONNECT is         (§7), RabbitMQ's own sender
+//	                   forwarded, only while the client is alive, never to a    uses ½ interval (§6)
+//	                   STOMP 1.0 broker
+//	broker → stompgate no data for Tsc_up×Tolerance, measured from the later   Spring uses 3×, RabbitMQ 2–3×
+//	                   of CONNECTED and the last upstream read → UpstreamDead   (§2.3, §3.3, §6)
+//
+// Because the upstream emitter only requires the client to be alive (not to
+// be punctual), a throttled browser tab that answers pings keeps its broker
+// session: this is the fix for root cause 1 and scenarios 1, 3, 4 and 23.
+//
+// What cannot be covered: before CONNECT has been forwarded nothing may be
+// written upstream (Spring answers any pre-CONNECT byte with ERROR + 1002,
+// §3.1), so an intermediary idle timeout on the upstream hop is not covered
+// in that window; proxies should forward CONNECT promptly (R12). A STOMP 1.0
+// broker gets no EOLs at all (1.0 has no heart-beats and no inter-frame EOLs,
+// §2.1, §2.4). The broker → stompgate direction is the broker's job; the
+// engine only watches it.
+//
+// # Mode Passthrough
+//
+// In Passthrough mode heart-beat headers are not rewritten and heart-beats
+// are relayed as they come, so the client and the broker hold each other to
+// one end-to-end contract; the proxy passes the same [Periods] for both hops
+// (Negotiate(c, s, c, s)). The engine then only:
+//
+//   - probes the client exactly as in Terminate mode (PingClient after
+//     1.5×Tcs or ClientPingInterval of silence, ClientDead after
+//     PongTimeout), so a dead client is still detected by stompgate;
+//   - covers intermediary idle timeouts toward the client: when nothing
+//     (data or ping) was written to the client for idle, SendClientEOL if
+//     the client negotiated server→client heart-beats (an extra EOL is
+//     legal there), PingClient otherwise;
+//   - covers intermediary idle timeouts toward the broker: when nothing was
+//     written upstream for idle, SendUpstreamEOL, but only after the
+//     broker's CONNECTED showed that it accepts client heart-beats
+//     (Tcs_up > 0, STOMP ≥ 1.1), before DISCONNECT is forwarded and while
+//     the client is alive.
+//
+// It never emits at Tsc/2 or Tcs/2 (the peers' own heart-beats do that) and
+// never declares the broker dead (the client watches the broker end to end).
+// Note that the idle-coverage EOLs can satisfy a broker whose read deadline
+// (e.g. Spring's 3×Tcs) is longer than 40% of IdleTimeout even if the client
+// stopped heart-beating but still answers pings.
+//
+// # Using it from the proxy
+//
+// A [Session] is not safe for concurrent use: the proxy serialises Tick and
+// the lifecycle notifications (for example under a per-session mutex). After
+// each lifecycle notification it calls Tick (or fires the timer now), because
+// the new contract can move a deadline earlier. Actions must be executed
+// promptly; the engine assumes each requested emission happens at the Tick's
+// time, so a writer that lags does not cause duplicate emissions, and a
+// ping's pong deadline runs from the Tick that requested it, so a blocked
+// writer cannot postpone client death.
+package keepalive
