@@ -20,6 +20,9 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
 )
 
 // Prefix is prepended to every variable name.
@@ -42,6 +45,19 @@ type Config struct {
 	WriteTimeout        time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s" desc:"How long one message write to either peer may block. A peer that reads nothing for this long is treated as lost (Spring's sendTimeLimit is 10s too)."`
 	PreserveHost        bool          `env:"PRESERVE_HOST" envDefault:"true" desc:"Send the client's Host header upstream instead of the upstream URL's host. Spring's default origin check compares Origin with Host."`
 	TrustedProxies      PrefixList    `env:"TRUSTED_PROXIES" desc:"Comma-separated CIDRs (or single IPs) whose X-Forwarded-For/-Proto/-Host headers are trusted and extended; from anyone else they are replaced. Empty trusts nobody."`
+
+	StompStrict    bool     `env:"STOMP_STRICT" envDefault:"false" desc:"Refuse sessions that are not STOMP (subprotocol not v1x.stomp, or a first client frame other than CONNECT/STOMP) with close 1002 and a reason, instead of passing them through unscanned."`
+	MaxFrameBytes  ByteSize `env:"MAX_FRAME_BYTES" envDefault:"0" desc:"Largest STOMP frame accepted from either side (frames may span WebSocket messages); 0 means STOMPGATE_MAX_MESSAGE_BYTES. Spring's own default is 64 KiB. A larger frame gets a STOMP ERROR, then close 1009."`
+	MaxHeaderBytes ByteSize `env:"MAX_HEADER_BYTES" envDefault:"64KiB" desc:"Largest STOMP header section (command line through the blank line)."`
+	MaxHeaders     int      `env:"MAX_HEADERS" envDefault:"100" desc:"Most header lines in one STOMP frame (RabbitMQ's limit is 100)."`
+
+	HeartbeatMode      keepalive.Mode `env:"HEARTBEAT_MODE" envDefault:"terminate" desc:"terminate: each hop gets its own heart-beat contract (heart-beat rewritten per hop, EOLs consumed and regenerated). passthrough: heart-beats pass end to end unchanged; stompgate only probes the client with pings and keeps intermediaries busy where the negotiated contract allows."`
+	UpstreamHeartbeat  HeartBeat      `env:"UPSTREAM_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECT it sends upstream (terminate mode): what it can send, what it wants to receive, in ms."`
+	ClientHeartbeat    HeartBeat      `env:"CLIENT_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECTED it sends the client (terminate mode), in ms."`
+	HeartbeatTolerance float64        `env:"HEARTBEAT_TOLERANCE" envDefault:"3" desc:"The broker is declared dead after its negotiated heart-beat period times this factor without data (Spring uses 3)."`
+	PongTimeout        time.Duration  `env:"PONG_TIMEOUT" envDefault:"10s" desc:"A client probed with a WebSocket ping is declared dead if nothing (data or pong) arrives within this time."`
+	ClientPingInterval time.Duration  `env:"CLIENT_PING_INTERVAL" envDefault:"0s" desc:"Ping interval for clients without heart-beats (0,0, STOMP 1.0, not yet CONNECTED); 0s means 40% of STOMPGATE_IDLE_TIMEOUT, at most 25s."`
+	IdleTimeout        time.Duration  `env:"IDLE_TIMEOUT" envDefault:"60s" desc:"Smallest idle timeout of anything between client and broker (nginx proxy_read_timeout, Kong, ALB). Each hop carries bytes at least every 40% of it."`
 
 	LogLevel  zapcore.Level `env:"LOG_LEVEL" envDefault:"info" desc:"Log level: debug, info, warn or error."`
 	LogFormat LogFormat     `env:"LOG_FORMAT" envDefault:"json" desc:"Log encoding: json (one object per line) or console (human-readable)."`
@@ -122,6 +138,20 @@ func (c *Config) Validate() error {
 	positive("HANDSHAKE_TIMEOUT", c.HandshakeTimeout)
 	positive("CLOSE_TIMEOUT", c.CloseTimeout)
 	positive("WRITE_TIMEOUT", c.WriteTimeout)
+	positive("PONG_TIMEOUT", c.PongTimeout)
+	positive("IDLE_TIMEOUT", c.IdleTimeout)
+	if c.ClientPingInterval < 0 {
+		bad("CLIENT_PING_INTERVAL", "must not be negative, got %s", c.ClientPingInterval)
+	}
+	if c.HeartbeatTolerance < 1 {
+		bad("HEARTBEAT_TOLERANCE", "must be at least 1, got %v", c.HeartbeatTolerance)
+	}
+	if c.MaxHeaders < 1 {
+		bad("MAX_HEADERS", "must be at least 1, got %d", c.MaxHeaders)
+	}
+	if c.MaxHeaderBytes < 64 {
+		bad("MAX_HEADER_BYTES", "must be at least 64 bytes, got %d", c.MaxHeaderBytes)
+	}
 	if c.MaxMessageBytes < 256 {
 		bad("MAX_MESSAGE_BYTES", "must be at least 256 bytes, got %d", c.MaxMessageBytes)
 	}
@@ -265,3 +295,27 @@ func (f *LogFormat) UnmarshalText(b []byte) error {
 	}
 	return fmt.Errorf("log format must be json or console, got %q", string(b))
 }
+
+// FrameLimit is the effective STOMP frame limit.
+func (c *Config) FrameLimit() int64 {
+	if c.MaxFrameBytes > 0 {
+		return int64(c.MaxFrameBytes)
+	}
+	return int64(c.MaxMessageBytes)
+}
+
+// HeartBeat is a heart-beat header value, "<send>,<receive>" in milliseconds.
+type HeartBeat struct{ inspect.HeartBeat }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *HeartBeat) UnmarshalText(b []byte) error {
+	hb, err := inspect.ParseHeartBeat(b)
+	if err != nil {
+		return fmt.Errorf("heart-beat must be two millisecond counts like 10000,10000, got %q", string(b))
+	}
+	h.HeartBeat = hb
+	return nil
+}
+
+// String prints the canonical header value.
+func (h HeartBeat) String() string { return inspect.FormatHeartBeat(h.HeartBeat) }

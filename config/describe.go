@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/stompgate/stompgate/keepalive"
 )
 
 // Var describes one environment variable, read from the Config struct's tags.
@@ -56,6 +58,10 @@ func typeName(t reflect.Type) string {
 		return "cidr list"
 	case reflect.TypeFor[LogFormat]():
 		return "json|console"
+	case reflect.TypeFor[HeartBeat]():
+		return "heart-beat (ms,ms)"
+	case reflect.TypeFor[keepalive.Mode]():
+		return "terminate|passthrough"
 	}
 	if t.Name() == "Level" {
 		return "level"

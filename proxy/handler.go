@@ -21,6 +21,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
 )
 
 // Options configures a Handler. Zero durations take the documented defaults.
@@ -48,6 +51,25 @@ type Options struct {
 	TLSClientConfig *tls.Config
 	// Logger receives one line per session and per failed handshake.
 	Logger *zap.Logger
+	// STOMP configures what stompgate does with the STOMP it sees.
+	STOMP STOMPOptions
+}
+
+// STOMPOptions configures STOMP inspection and the per-hop liveness
+// contracts.
+type STOMPOptions struct {
+	// Strict refuses non-STOMP sessions (close 1002) instead of passing
+	// them through unscanned.
+	Strict bool
+	// Limits bounds frames from either side; MaxFrameBytes 0 means
+	// MaxMessageBytes.
+	Limits inspect.Limits
+	// UpstreamHeartBeat goes into the CONNECT sent upstream (terminate
+	// mode); ClientHeartBeat into the CONNECTED sent to the client.
+	UpstreamHeartBeat, ClientHeartBeat inspect.HeartBeat
+	// Keepalive holds tolerance, pong timeout, ping interval, idle timeout
+	// and the heart-beat mode.
+	Keepalive keepalive.Config
 }
 
 func (o *Options) setDefaults() {
@@ -66,6 +88,10 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.STOMP.Limits.MaxFrameBytes <= 0 {
+		o.STOMP.Limits.MaxFrameBytes = int(o.MaxMessageBytes)
+	}
+	o.STOMP.Keepalive = o.STOMP.Keepalive.WithDefaults()
 	if o.TrustedProxy == nil {
 		o.TrustedProxy = func(netip.Addr) bool { return false }
 	}

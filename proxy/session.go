@@ -16,6 +16,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
 )
 
 // Session is one proxied client: two legs and two pumps.
@@ -32,6 +35,8 @@ type Session struct {
 	start    time.Time
 	client   *leg
 	upstream *leg
+
+	stomp *stompState // nil: not STOMP (or not decided to be)
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -108,6 +113,7 @@ func (s *Session) other(l *leg) *leg {
 }
 
 func (s *Session) run() {
+	s.startStomp()
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
@@ -115,6 +121,7 @@ func (s *Session) run() {
 	}()
 	s.pumpThenClose(s.client, s.upstream)
 	<-upDone
+	s.stopTimer()
 	if s.abort != nil {
 		s.abort.Stop()
 	}
@@ -125,6 +132,11 @@ func (s *Session) run() {
 // the session is finishing, and releases src's socket.
 func (s *Session) pumpThenClose(src, dst *leg) {
 	e := s.pump(src, dst)
+	if e.kind == endLost && src == s.client {
+		// The broker gets a DISCONNECT first, so it drops the client's
+		// subscriptions now rather than at its own timeout.
+		s.clientGone(e)
+	}
 	s.finish(e)
 	_ = src.conn.NetConn().Close()
 }
@@ -139,20 +151,33 @@ type end struct {
 }
 
 const (
-	endClosed = iota // the peer sent a close frame
-	endLost          // the peer's TCP/TLS connection failed
-	endTooBig        // the peer sent a message over MaxMessageBytes
+	endClosed       = iota // the peer sent a close frame
+	endLost                // the peer's TCP/TLS connection failed
+	endTooBig              // the peer sent a message over MaxMessageBytes
+	endDead                // the liveness engine declared the peer dead (text: verdict)
+	endDisconnected        // the client's DISCONNECT was acknowledged
+	endProtocol            // the peer sent STOMP stompgate cannot carry (code, text)
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // pump copies messages from src to dst, streaming each through a pooled
 // buffer so a large message never costs its size in memory. Text stays text
-// and binary stays binary. It returns when src's read side ends; a failed
-// write to dst finishes the session but the pump keeps reading src, so that
-// src's close handshake can complete.
+// and binary stays binary. STOMP sessions are scanned on the way (see
+// filter). It returns when src's read side ends; a failed write to dst
+// finishes the session but the pump keeps reading src, so that src's close
+// handshake can complete.
 func (s *Session) pump(src, dst *leg) end {
 	limit := s.h.opts.MaxMessageBytes
+	fromClient := src == s.client
+	var d *dirState
+	var readStamp *atomic.Int64
+	if st := s.stomp; st != nil {
+		d, readStamp = &st.fromU, &st.upstreamRead
+		if fromClient {
+			d, readStamp = &st.fromC, &st.clientRead
+		}
+	}
 	for {
 		mt, r, err := src.conn.NextReader()
 		if err != nil {
@@ -165,16 +190,81 @@ func (s *Session) pump(src, dst *leg) end {
 			continue
 		}
 		bufp := bufPool.Get().(*[]byte)
-		n, rerr, werr := s.copyMessage(dst, mt, r, *bufp, limit)
+		buf := *bufp
+		out := msgWriter{s: s, dst: dst, mt: mt}
+		var n int64
+		var rerr error
+		for {
+			k, err := r.Read(buf)
+			n += int64(k)
+			if readStamp != nil && k > 0 {
+				readStamp.Store(nanos(time.Now()))
+			}
+			if n > limit {
+				rerr = errTooBig
+				break
+			}
+			if k > 0 {
+				// The broker speaks only after CONNECT: before it, upstream
+				// bytes are not STOMP's business.
+				if d != nil && !s.stomp.disabled.Load() && (fromClient || s.stomp.connectSeen.Load()) {
+					if ferr := s.filter(d, fromClient, buf[:k], &out); ferr != nil {
+						rerr = ferr
+						break
+					}
+				} else {
+					out.write(buf[:k])
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rerr = err
+				break
+			}
+		}
+		if rerr == nil && fromClient && d != nil && !s.stomp.disabled.Load() {
+			rerr = s.endOfClientMessage(d, &out)
+		}
 		bufPool.Put(bufp)
 		src.msgs.Add(1)
 		src.bytes.Add(n)
-		switch {
-		case rerr == errTooBig:
-			return end{leg: src, kind: endTooBig}
-		case rerr != nil:
+		if rerr != nil {
+			// Never complete a truncated message: dst gets a close frame
+			// in the middle of it instead (legal, RFC 6455 §5.4) and no
+			// further data.
+			out.abandon()
+			var ie *inspect.Error
+			var pe *protocolError
+			switch {
+			case rerr == errTooBig:
+				return end{leg: src, kind: endTooBig}
+			case errors.As(rerr, &ie):
+				code := websocket.CloseProtocolError
+				if !errors.Is(ie, inspect.ErrSyntax) && !errors.Is(ie, inspect.ErrInvalidHeader) {
+					code = websocket.CloseMessageTooBig
+				}
+				return end{leg: src, kind: endProtocol, code: code, text: ie.Msg, err: ie}
+			case errors.As(rerr, &pe):
+				return end{leg: src, kind: endProtocol, code: pe.code, text: pe.msg, err: pe}
+			}
 			return classify(src, rerr)
-		case werr != nil:
+		}
+		if n == 0 && (d == nil || s.stomp.disabled.Load() || s.stomp.mode != keepalive.Terminate) {
+			out.empty() // an empty message is forwarded as one
+		}
+		written, werr := out.finish(d)
+		if written && s.stomp != nil {
+			if fromClient {
+				s.stomp.upstreamWrite.Store(nanos(time.Now()))
+				s.stomp.lastTypeToUp.Store(int32(mt))
+			} else {
+				s.stomp.clientWrite.Store(nanos(time.Now()))
+				s.stomp.lastTypeToClient.Store(int32(mt))
+			}
+		}
+		if werr != nil {
 			s.finish(end{leg: dst, kind: endLost, err: werr})
 		}
 	}
@@ -182,56 +272,79 @@ func (s *Session) pump(src, dst *leg) end {
 
 var errTooBig = errors.New("message too big")
 
-// copyMessage streams one message into dst. The writer is opened only once
-// the first bytes are in hand, so dst's write lock is not held while src is
-// idle between messages.
-func (s *Session) copyMessage(dst *leg, mt int, r io.Reader, buf []byte, limit int64) (n int64, rerr, werr error) {
-	var w io.WriteCloser
-	defer func() {
-		if w != nil {
-			if err := w.Close(); err != nil && werr == nil && rerr == nil {
-				werr = err
-			}
-			dst.wmu.Unlock()
-		}
-	}()
-	for {
-		k, err := r.Read(buf)
-		n += int64(k)
-		if n > limit {
-			if w != nil {
-				// Never complete a truncated message: dst gets a close frame
-				// in the middle of it instead (legal, RFC 6455 §5.4) and no
-				// further data.
-				dst.truncated.Store(true)
-				dst.wmu.Unlock()
-				w = nil
-			}
-			return n, errTooBig, nil
-		}
-		if (k > 0 || err == io.EOF) && w == nil && werr == nil {
-			dst.wmu.Lock()
-			_ = dst.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
-			w, werr = dst.conn.NextWriter(mt)
-			if werr != nil {
-				w = nil
-				dst.wmu.Unlock()
-			}
-		}
-		if k > 0 && w != nil {
-			if _, err := w.Write(buf[:k]); err != nil {
-				werr = err
-				w.Close()
-				w = nil
-				dst.wmu.Unlock()
-			}
-		}
-		if err == io.EOF {
-			return n, nil, werr
-		}
-		if err != nil {
-			return n, err, werr
-		}
+// msgWriter writes one message to dst, opening gorilla's writer (and taking
+// dst's write lock) only when there is something to write: a message made
+// only of consumed heart-beats produces nothing, and dst's lock is not held
+// while src is idle.
+type msgWriter struct {
+	s   *Session
+	dst *leg
+	mt  int
+	w   io.WriteCloser
+	err error
+}
+
+func (m *msgWriter) open() bool {
+	if m.err != nil {
+		return false
+	}
+	if m.w != nil {
+		return true
+	}
+	m.dst.wmu.Lock()
+	if m.dst.truncated.Load() {
+		m.dst.wmu.Unlock()
+		m.err = errors.New("a message to this peer was cut off")
+		return false
+	}
+	_ = m.dst.conn.SetWriteDeadline(time.Now().Add(m.s.h.opts.WriteTimeout))
+	m.w, m.err = m.dst.conn.NextWriter(m.mt)
+	if m.err != nil {
+		m.w = nil
+		m.dst.wmu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (m *msgWriter) write(b []byte) {
+	if len(b) == 0 || !m.open() {
+		return
+	}
+	if _, err := m.w.Write(b); err != nil {
+		m.err = err
+		m.w.Close()
+		m.w = nil
+		m.dst.wmu.Unlock()
+	}
+}
+
+// empty forwards an empty message.
+func (m *msgWriter) empty() { m.open() }
+
+// finish completes the message and records whether dst's direction is in
+// the middle of a STOMP frame, before releasing the lock, so heart-beat
+// emitters never slip an EOL into a frame.
+func (m *msgWriter) finish(d *dirState) (written bool, err error) {
+	if d != nil {
+		d.midFrame.Store(d.scan.InFrame())
+	}
+	if m.w == nil {
+		return false, m.err
+	}
+	err = m.w.Close()
+	m.w = nil
+	m.dst.wmu.Unlock()
+	return err == nil, err
+}
+
+// abandon gives up a message half written: dst may only get control frames
+// from now on.
+func (m *msgWriter) abandon() {
+	if m.w != nil {
+		m.dst.truncated.Store(true)
+		m.w = nil
+		m.dst.wmu.Unlock()
 	}
 }
 
@@ -258,6 +371,11 @@ func (s *Session) finish(e end) {
 			s.closedBy = e.leg.name
 			s.ending = e.leg.name + " closed"
 			code, text := mapCloseCode(e.leg.name, e.code, e.text)
+			if e.leg == s.upstream {
+				// A STOMP client whose broker went away without an ERROR
+				// is told why; the close code itself is kept.
+				s.tellClient(describeClose(e.code, e.text))
+			}
 			s.sendClose(other, code, text)
 		case endLost:
 			s.closedBy = e.leg.name
@@ -270,7 +388,11 @@ func (s *Session) finish(e end) {
 			e.leg.mu.Unlock()
 			e.leg.closeSent.Store(true) // nothing can be sent on a dead leg
 			_ = e.leg.conn.NetConn().Close()
-			s.sendClose(other, websocket.CloseInternalServerErr, lostReason(e.leg.name, e.err))
+			reason := lostReason(e.leg.name, e.err)
+			if e.leg == s.upstream {
+				s.tellClient(reason)
+			}
+			s.sendClose(other, websocket.CloseInternalServerErr, reason)
 		case endTooBig:
 			s.closedBy = "proxy"
 			s.ending = fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit)
@@ -280,9 +402,55 @@ func (s *Session) finish(e end) {
 				code = websocket.CloseGoingAway
 			}
 			s.sendClose(other, code, fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit))
+		case endDead:
+			s.closedBy = "proxy"
+			s.ending = e.text
+			if e.leg == s.upstream {
+				s.tellClient(e.text)
+				s.sendClose(s.client, websocket.CloseInternalServerErr, e.text)
+				s.sendClose(s.upstream, websocket.CloseInternalServerErr, e.text)
+			} else {
+				s.sendClose(s.client, websocket.CloseInternalServerErr, e.text)
+				code := websocket.CloseGoingAway
+				if s.stomp != nil && s.stomp.disconnectSent.Load() {
+					code = websocket.CloseNormalClosure
+				}
+				s.sendClose(s.upstream, code, "client gone: "+e.text)
+			}
+		case endDisconnected:
+			s.closedBy = "client"
+			s.ending = "client disconnected"
+			s.sendClose(s.client, websocket.CloseNormalClosure, "")
+			s.sendClose(s.upstream, websocket.CloseNormalClosure, "")
+		case endProtocol:
+			s.closedBy = "proxy"
+			if e.leg == s.client {
+				s.ending = "client sent invalid STOMP: " + e.text
+				s.writeFrame(s.client, nil, errorFrame(s.versionOr(), e.text), websocket.TextMessage)
+				s.sendClose(s.client, e.code, e.text)
+				s.sendClose(s.upstream, websocket.CloseGoingAway, "client sent invalid STOMP")
+			} else {
+				s.ending = "upstream sent invalid STOMP: " + e.text
+				msg := "upstream sent invalid STOMP (" + e.text + ")"
+				s.tellClient(msg)
+				s.sendClose(s.client, websocket.CloseInternalServerErr, msg)
+				s.sendClose(s.upstream, e.code, e.text)
+			}
+		}
+		if e.kind != endClosed && e.kind != endLost {
+			s.log.Info("closing session", zap.String("reason", s.ending))
 		}
 		s.armAbort()
 	})
+}
+
+// versionOr is the negotiated STOMP version, for escaping stompgate's own
+// ERROR frames.
+func (s *Session) versionOr() inspect.Version {
+	if s.stomp != nil {
+		return s.stomp.version
+	}
+	return inspect.VersionUnknown
 }
 
 // sendClose sends one close frame on l unless one was already sent.
@@ -338,6 +506,7 @@ func (s *Session) logEnd() {
 		zap.String("closed_by", s.closedBy),
 		zap.String("end", s.ending),
 	}
+	fields = append(fields, s.stompFields()...)
 	for _, l := range []*leg{s.client, s.upstream} {
 		code, text := l.closeCode(l.name == s.closedBy)
 		fields = append(fields, zap.Int(l.name+"_close_code", code), zap.String(l.name+"_close_reason", text))

@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stompgate/stompgate/config"
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -131,6 +133,23 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		PreserveHost:     cfg.PreserveHost,
 		TrustedProxy:     cfg.TrustedProxies.Contains,
 		Logger:           log,
+		STOMP: proxy.STOMPOptions{
+			Strict: cfg.StompStrict,
+			Limits: inspect.Limits{
+				MaxHeaderBytes: int(cfg.MaxHeaderBytes),
+				MaxHeaders:     cfg.MaxHeaders,
+				MaxFrameBytes:  int(cfg.FrameLimit()),
+			},
+			UpstreamHeartBeat: cfg.UpstreamHeartbeat.HeartBeat,
+			ClientHeartBeat:   cfg.ClientHeartbeat.HeartBeat,
+			Keepalive: keepalive.Config{
+				Tolerance:          cfg.HeartbeatTolerance,
+				PongTimeout:        cfg.PongTimeout,
+				ClientPingInterval: cfg.ClientPingInterval,
+				IdleTimeout:        cfg.IdleTimeout,
+				Mode:               cfg.HeartbeatMode,
+			},
+		},
 	})
 	if err != nil {
 		return err

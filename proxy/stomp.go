@@ -1,0 +1,647 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
+)
+
+// stompState is what a session knows about the STOMP conversation it
+// carries, and its liveness engine. It exists for every session until the
+// conversation turns out not to be STOMP.
+//
+// Concurrency: each dirState is written by the one pump that reads that
+// direction; fields shared with the timer goroutine are atomics or guarded by
+// kaMu.
+type stompState struct {
+	mode     keepalive.Mode
+	fromC    dirState // client → upstream
+	fromU    dirState // upstream → client
+	disabled atomic.Bool
+
+	// Set by the client→upstream pump.
+	clientHB, sentUpHB inspect.HeartBeat
+	offered            inspect.Version
+	connectSeen        atomic.Bool
+	disconnectSent     atomic.Bool
+	ourReceipt         atomic.Pointer[string] // receipt stompgate added to a DISCONNECT
+
+	// Set by the upstream→client pump.
+	upHB, sentDownHB inspect.HeartBeat
+	version          inspect.Version
+	connected        atomic.Bool
+	sawError         atomic.Bool
+	errorMessage     atomic.Pointer[string]
+	receipt          chan struct{} // closed when stompgate's own RECEIPT arrives
+	receiptOnce      sync.Once
+
+	// Hot-path timestamps (UnixNano), stored with atomics.
+	clientRead, clientPong, clientWrite, pingSent, upstreamRead, upstreamWrite atomic.Int64
+	// Counters for the log line.
+	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
+	lastTypeToClient, lastTypeToUp                     atomic.Int32
+
+	kaMu    sync.Mutex
+	ka      keepalive.Session
+	timer   *time.Timer
+	stopped bool
+	verdict keepalive.Verdict
+}
+
+// dirState is one direction's scanner and counters.
+type dirState struct {
+	scan     inspect.Scanner
+	lead     []byte // EOLs before the client's first frame
+	pending  []byte // command-line bytes seen before the command was known
+	hold     []byte // a frame being held back to be rewritten
+	holding  bool
+	first    bool // the first frame of this direction has been seen
+	midFrame atomic.Bool
+	frames   [inspect.CmdError + 1]atomic.Int64
+	eols     atomic.Int64
+}
+
+func newStompState(o *Options, start time.Time) *stompState {
+	st := &stompState{mode: o.STOMP.Keepalive.Mode, receipt: make(chan struct{})}
+	st.fromC.scan = *inspect.NewScanner(o.STOMP.Limits)
+	st.fromU.scan = *inspect.NewScanner(o.STOMP.Limits)
+	st.ka.Init(o.STOMP.Keepalive, start)
+	st.lastTypeToClient.Store(websocket.TextMessage)
+	st.lastTypeToUp.Store(websocket.TextMessage)
+	return st
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func (st *stompState) activity() keepalive.Activity {
+	return keepalive.Activity{
+		ClientRead:    fromNanos(st.clientRead.Load()),
+		ClientPong:    fromNanos(st.clientPong.Load()),
+		ClientWrite:   fromNanos(st.clientWrite.Load()),
+		PingSent:      fromNanos(st.pingSent.Load()),
+		UpstreamRead:  fromNanos(st.upstreamRead.Load()),
+		UpstreamWrite: fromNanos(st.upstreamWrite.Load()),
+	}
+}
+
+// startStomp decides whether the session can be STOMP and, if so, starts
+// its liveness timer and hooks pings and pongs into liveness.
+func (s *Session) startStomp() {
+	proto := s.client.conn.Subprotocol()
+	if proto != "" && inspect.VersionFromSubprotocol(proto) == inspect.VersionUnknown {
+		if s.h.opts.STOMP.Strict {
+			s.refuse("subprotocol " + strconv.Quote(proto) + " is not STOMP")
+			return
+		}
+		s.log.Debug("not a STOMP subprotocol: passing through unscanned", zap.String("subprotocol", proto))
+		return
+	}
+	st := newStompState(&s.h.opts, s.start)
+	if v := inspect.VersionFromSubprotocol(proto); v != inspect.VersionUnknown {
+		st.fromC.scan.SetVersion(v)
+		st.fromU.scan.SetVersion(v)
+	}
+	s.stomp = st
+	now := nanos(time.Now())
+	st.clientRead.Store(now)
+	st.upstreamRead.Store(now)
+
+	s.client.conn.SetPingHandler(func(data string) error {
+		st.clientRead.Store(nanos(time.Now()))
+		return s.pong(s.client, data)
+	})
+	s.client.conn.SetPongHandler(func(string) error {
+		t := nanos(time.Now())
+		st.clientRead.Store(t)
+		st.clientPong.Store(t)
+		st.pongsReceived.Add(1)
+		return nil
+	})
+	s.upstream.conn.SetPingHandler(func(data string) error {
+		st.upstreamRead.Store(nanos(time.Now()))
+		return s.pong(s.upstream, data)
+	})
+	s.upstream.conn.SetPongHandler(func(string) error {
+		st.upstreamRead.Store(nanos(time.Now()))
+		return nil
+	})
+	st.kaMu.Lock()
+	st.timer = time.AfterFunc(time.Hour, s.onTimer)
+	st.kaMu.Unlock()
+	s.kick()
+}
+
+// pong answers a ping like gorilla's default handler: a failed write is the
+// read loop's business, not the handler's.
+func (s *Session) pong(l *leg, data string) error {
+	err := l.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.h.opts.WriteTimeout))
+	if err == websocket.ErrCloseSent {
+		return nil
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
+// refuse closes a session stompgate will not carry (strict mode).
+func (s *Session) refuse(reason string) {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.closedBy = "proxy"
+		s.ending = reason
+		s.sendClose(s.client, websocket.CloseProtocolError, reason)
+		s.sendClose(s.upstream, websocket.CloseGoingAway, "client refused by stompgate")
+		s.armAbort()
+	})
+}
+
+// disableStomp turns the session into a plain WebSocket proxy.
+func (s *Session) disableStomp(why string) {
+	st := s.stomp
+	if st.disabled.Swap(true) {
+		return
+	}
+	s.stopTimer()
+	s.log.Debug("not STOMP: passing through unscanned", zap.String("why", why))
+}
+
+// kick runs the liveness engine now; lifecycle events can move its deadlines
+// earlier.
+func (s *Session) kick() {
+	st := s.stomp
+	st.kaMu.Lock()
+	if st.timer != nil && !st.stopped {
+		st.timer.Reset(0)
+	}
+	st.kaMu.Unlock()
+}
+
+func (s *Session) stopTimer() {
+	st := s.stomp
+	if st == nil {
+		return
+	}
+	st.kaMu.Lock()
+	st.stopped = true
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	st.ka.Close()
+	st.kaMu.Unlock()
+}
+
+// onTimer runs the liveness engine and carries out what it asks. Tick and
+// the timer's re-arming happen under kaMu, so the latest decision always
+// sets the timer.
+func (s *Session) onTimer() {
+	st := s.stomp
+	st.kaMu.Lock()
+	if st.stopped || s.closing.Load() {
+		st.kaMu.Unlock()
+		return
+	}
+	now := time.Now()
+	acts, next := st.ka.Tick(now, st.activity())
+	if !next.IsZero() {
+		st.timer.Reset(next.Sub(now))
+	}
+	verdict := st.ka.Verdict()
+	if verdict.Dead() {
+		st.verdict = verdict
+	}
+	st.kaMu.Unlock()
+
+	if acts.Has(keepalive.SendUpstreamEOL) && s.sendEOL(s.upstream, &st.fromC, &st.lastTypeToUp) {
+		st.upstreamWrite.Store(nanos(time.Now()))
+		st.eolsSentUp.Add(1)
+	}
+	if acts.Has(keepalive.SendClientEOL) && s.sendEOL(s.client, &st.fromU, &st.lastTypeToClient) {
+		st.clientWrite.Store(nanos(time.Now()))
+		st.eolsSentDown.Add(1)
+	}
+	if acts.Has(keepalive.PingClient) {
+		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.opts.WriteTimeout)); err == nil {
+			st.pingSent.Store(nanos(time.Now()))
+			st.pingsSent.Add(1)
+		}
+	}
+	switch {
+	case acts.Has(keepalive.ClientDead):
+		s.clientGone(end{leg: s.client, kind: endDead, text: verdict.String()})
+	case acts.Has(keepalive.UpstreamDead):
+		s.finish(end{leg: s.upstream, kind: endDead, text: verdict.String()})
+	}
+}
+
+// sendEOL writes one "\n" message to l, unless a message to l is being
+// written (data is flowing, so no heart-beat is needed) or the direction
+// toward l is in the middle of a frame (an EOL there would corrupt it).
+func (s *Session) sendEOL(l *leg, toward *dirState, mt *atomic.Int32) bool {
+	if !l.wmu.TryLock() {
+		return false
+	}
+	defer l.wmu.Unlock()
+	if s.closing.Load() || l.truncated.Load() || toward.midFrame.Load() {
+		return false
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
+	return l.conn.WriteMessage(int(mt.Load()), eol) == nil
+}
+
+var eol = []byte{'\n'}
+
+// clientGone handles a dead or lost client: the broker gets a DISCONNECT
+// with a receipt (waited for at most CloseTimeout), so it drops the
+// subscriptions at once, then a close.
+func (s *Session) clientGone(e end) {
+	st := s.stomp
+	if st != nil && !st.disabled.Load() && st.connectSeen.Load() && !st.disconnectSent.Load() && !s.closing.Load() {
+		receipt := "stompgate-gone-" + s.id
+		frame := []byte("DISCONNECT\nreceipt:" + receipt + "\n\n\x00")
+		st.ourReceipt.Store(&receipt)
+		if s.writeFrame(s.upstream, &st.fromC, frame, websocket.TextMessage) {
+			st.disconnectSent.Store(true)
+			select {
+			case <-st.receipt:
+			case <-time.After(s.h.opts.CloseTimeout):
+			}
+		}
+	}
+	s.finish(e)
+}
+
+// writeFrame writes one whole frame as its own message, between frames of
+// that direction, within WriteTimeout.
+func (s *Session) writeFrame(l *leg, toward *dirState, frame []byte, mt int) bool {
+	deadline := time.Now().Add(s.h.opts.CloseTimeout)
+	for !l.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	defer l.wmu.Unlock()
+	if l.truncated.Load() || (toward != nil && toward.midFrame.Load()) {
+		return false
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
+	return l.conn.WriteMessage(mt, frame) == nil
+}
+
+// errorFrame builds a STOMP ERROR whose message header says what happened.
+func errorFrame(v inspect.Version, message string) []byte {
+	b := make([]byte, 0, 64+len(message))
+	b = append(b, "ERROR\ncontent-type:text/plain\nmessage:"...)
+	b = inspect.AppendEscaped(b, message, v)
+	b = append(b, "\ncontent-length:"...)
+	b = strconv.AppendInt(b, int64(len(message)), 10)
+	b = append(b, "\n\n"...)
+	b = append(b, message...)
+	return append(b, 0)
+}
+
+// tellClient sends the client a STOMP ERROR before stompgate closes it, when
+// the client is speaking STOMP and would otherwise see only a close code.
+func (s *Session) tellClient(message string) {
+	st := s.stomp
+	if st == nil || st.disabled.Load() || !st.connectSeen.Load() || st.sawError.Load() || st.disconnectSent.Load() {
+		return
+	}
+	st.sawError.Store(true)
+	s.writeFrame(s.client, &st.fromU, errorFrame(st.version, message), int(st.lastTypeToClient.Load()))
+}
+
+// filter scans one chunk read from src and writes what the other side must
+// get into out: ranges of the chunk, and the rewritten frames that were held
+// back. In terminate mode heart-beat EOLs are consumed here.
+func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWriter) error {
+	st := s.stomp
+	terminate := st.mode == keepalive.Terminate
+	undecided := fromClient && !d.first
+	d.scan.Feed(chunk)
+	pos := 0
+	for {
+		ev, err := d.scan.Next()
+		if err != nil {
+			if undecided && !s.h.opts.STOMP.Strict {
+				// Not STOMP after all: everything goes through untouched.
+				s.disableStomp("client sent no STOMP frame: " + err.Error())
+				s.flushUndecided(d, out)
+				out.write(chunk[pos:])
+				return nil
+			}
+			return err
+		}
+		pos = ev.End
+		seg := chunk[ev.Start:ev.End]
+		switch ev.Kind {
+		case inspect.NeedMore:
+			return nil
+		case inspect.EOL:
+			d.eols.Add(1)
+			switch {
+			case undecided:
+				d.lead = append(d.lead, seg...)
+			case !terminate:
+				out.write(seg)
+			}
+			continue
+		case inspect.Partial:
+			if ev.Command == inspect.CmdUnknown && !d.holding {
+				// The command is not known yet: keep its bytes until it is.
+				d.pending = append(d.pending, seg...)
+				continue
+			}
+		case inspect.FrameStart:
+			if err := s.frameStart(d, fromClient, ev.Command); err != nil {
+				return err
+			}
+			if st.disabled.Load() {
+				s.flushUndecided(d, out)
+				out.write(chunk[ev.Start:])
+				return nil
+			}
+			if undecided {
+				// Heart-beats before CONNECT never reach the broker in
+				// terminate mode: Spring answers them with ERROR + 1002.
+				if !terminate {
+					out.write(d.lead)
+				}
+				d.lead = d.lead[:0]
+				undecided = false
+			}
+			if d.holding {
+				d.hold = append(d.hold[:0], d.pending...)
+			} else {
+				out.write(d.pending)
+			}
+			d.pending = d.pending[:0]
+		}
+		if d.holding {
+			d.hold = append(d.hold, seg...)
+		} else {
+			out.write(seg)
+		}
+		switch ev.Kind {
+		case inspect.HeadersEnd:
+			if !fromClient && ev.Command == inspect.CmdError {
+				st.sawError.Store(true)
+				if m, ok := d.scan.Header("message"); ok {
+					msg := string(m)
+					st.errorMessage.Store(&msg)
+				}
+			}
+		case inspect.FrameEnd:
+			d.frames[ev.Command].Add(1)
+			if d.holding {
+				d.holding = false
+				if err := s.release(d, fromClient, ev.Command, out); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// flushUndecided writes what was buffered while the session's STOMP-ness
+// was being decided.
+func (s *Session) flushUndecided(d *dirState, out *msgWriter) {
+	out.write(d.lead)
+	out.write(d.pending)
+	d.lead, d.pending = nil, nil
+}
+
+// endOfClientMessage is called after each whole client message. A STOMP
+// client's first message holds at least CONNECT's command line, so a first
+// message that leaves a partial line behind is not STOMP.
+func (s *Session) endOfClientMessage(d *dirState, out *msgWriter) error {
+	if d.first || len(d.pending) == 0 {
+		return nil
+	}
+	if s.h.opts.STOMP.Strict {
+		return &protocolError{msg: "first frame must be CONNECT or STOMP", code: websocket.CloseProtocolError}
+	}
+	s.disableStomp("client's first message is not a STOMP frame")
+	s.flushUndecided(d, out)
+	return nil
+}
+
+// frameStart decides, when a frame's command is known, whether the session
+// is STOMP at all and whether the frame must be held back for rewriting.
+func (s *Session) frameStart(d *dirState, fromClient bool, cmd inspect.Command) error {
+	st := s.stomp
+	if fromClient && !d.first {
+		d.first = true
+		if !cmd.IsConnect() {
+			if s.h.opts.STOMP.Strict {
+				return &protocolError{msg: "first frame must be CONNECT or STOMP, got " + cmd.String(), code: websocket.CloseProtocolError}
+			}
+			s.disableStomp("first client frame is " + cmd.String())
+			return nil
+		}
+	}
+	switch {
+	case fromClient && cmd.IsConnect():
+		d.holding = true
+	case fromClient && cmd == inspect.CmdDisconnect:
+		d.holding = true
+	case !fromClient && cmd == inspect.CmdConnected && !d.first:
+		d.holding = true
+	case !fromClient && cmd == inspect.CmdReceipt && st.ourReceipt.Load() != nil:
+		d.holding = true
+	}
+	if !fromClient {
+		d.first = true
+	}
+	return nil
+}
+
+// protocolError is a STOMP-level failure stompgate detected itself.
+type protocolError struct {
+	msg  string
+	code int
+}
+
+func (e *protocolError) Error() string { return e.msg }
+
+// release writes a held frame, rewritten as the contract requires.
+func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out *msgWriter) error {
+	st := s.stomp
+	frame := d.hold
+	terminate := st.mode == keepalive.Terminate
+	now := time.Now()
+	switch {
+	case fromClient && cmd.IsConnect():
+		raw, present := inspect.HeaderValue(frame, "heart-beat")
+		chb, err := inspect.HeartBeatHeader(raw, present)
+		if err != nil {
+			return &protocolError{msg: "invalid heart-beat header in " + cmd.String(), code: websocket.CloseProtocolError}
+		}
+		av, avOK := inspect.HeaderValue(frame, "accept-version")
+		st.offered = inspect.VersionFromHeaders(cmd, av, avOK)
+		st.clientHB = chb
+		send := chb
+		if terminate {
+			send = s.h.opts.STOMP.UpstreamHeartBeat
+		}
+		st.sentUpHB = send
+		if terminate || present {
+			// Normalised even in passthrough: Spring rejects "10000, 10000".
+			var rerr error
+			frame, rerr = inspect.RewriteHeartBeat(nil, frame, send)
+			if rerr != nil {
+				return &protocolError{msg: "cannot rewrite " + cmd.String(), code: websocket.CloseProtocolError}
+			}
+		}
+		out.write(frame)
+		st.connectSeen.Store(true)
+		st.kaMu.Lock()
+		st.ka.ConnectForwarded(now, kaVersion(st.offered))
+		st.kaMu.Unlock()
+		s.kick()
+	case fromClient && cmd == inspect.CmdDisconnect:
+		if _, has := inspect.HeaderValue(frame, "receipt"); !has && terminate {
+			receipt := "stompgate-" + s.id
+			st.ourReceipt.Store(&receipt)
+			frame, _ = inspect.AddHeader(nil, frame, "receipt", receipt)
+		}
+		out.write(frame)
+		st.disconnectSent.Store(true)
+		st.kaMu.Lock()
+		st.ka.DisconnectForwarded()
+		st.kaMu.Unlock()
+	case !fromClient && cmd == inspect.CmdConnected:
+		raw, present := inspect.HeaderValue(frame, "heart-beat")
+		shb, _ := inspect.HeartBeatHeader(raw, present)
+		vv, vOK := inspect.HeaderValue(frame, "version")
+		st.version = inspect.VersionFromHeaders(cmd, vv, vOK)
+		st.upHB = shb
+		st.fromC.scan.SetVersion(st.version)
+		st.fromU.scan.SetVersion(st.version)
+		down := shb
+		if terminate && st.version >= inspect.V11 {
+			down = s.h.opts.STOMP.ClientHeartBeat
+			frame, _ = inspect.RewriteHeartBeat(nil, frame, down)
+		}
+		st.sentDownHB = down
+		out.write(frame)
+		st.connected.Store(true)
+		p, c := st.sentUpHB, st.clientHB
+		up, dn := keepalive.Negotiate(kaHB(p), kaHB(shb), kaHB(c), kaHB(down))
+		if !terminate {
+			up, dn = keepalive.Negotiate(kaHB(c), kaHB(shb), kaHB(c), kaHB(shb))
+		}
+		st.kaMu.Lock()
+		st.ka.UpstreamConnected(now, kaVersion(st.version), up)
+		st.ka.ClientConnected(now, kaVersion(st.version), dn)
+		st.kaMu.Unlock()
+		s.kick()
+	case !fromClient && cmd == inspect.CmdReceipt:
+		id, _ := inspect.HeaderValue(frame, "receipt-id")
+		if ours := st.ourReceipt.Load(); ours != nil && string(id) == *ours {
+			// stompgate's own receipt: the client never asked for it.
+			st.receiptOnce.Do(func() { close(st.receipt) })
+			if !s.closing.Load() {
+				s.finish(end{leg: s.client, kind: endDisconnected})
+			}
+			return nil
+		}
+		out.write(frame)
+	default:
+		out.write(frame)
+	}
+	return nil
+}
+
+func kaHB(h inspect.HeartBeat) keepalive.HeartBeat {
+	return keepalive.HeartBeat{Out: h.Send, In: h.Receive}
+}
+
+func kaVersion(v inspect.Version) keepalive.Version {
+	switch v {
+	case inspect.V11:
+		return keepalive.V11
+	case inspect.V12:
+		return keepalive.V12
+	}
+	return keepalive.V10
+}
+
+// stompFields adds the STOMP part of a session's log line.
+func (s *Session) stompFields() []zap.Field {
+	st := s.stomp
+	if st == nil {
+		return []zap.Field{zap.Bool("stomp", false)}
+	}
+	if st.disabled.Load() {
+		return []zap.Field{zap.Bool("stomp", false)}
+	}
+	st.kaMu.Lock()
+	up, down := st.ka.Periods()
+	verdict := st.verdict
+	st.kaMu.Unlock()
+	fields := []zap.Field{
+		zap.Bool("stomp", true),
+		zap.String("stomp_version", st.version.String()),
+		zap.String("client_heart_beat", st.clientHB.String()),
+		zap.String("upstream_heart_beat", st.upHB.String()),
+		zap.Duration("up_send_period", up.Send),
+		zap.Duration("up_recv_period", up.Recv),
+		zap.Duration("down_send_period", down.Send),
+		zap.Duration("down_recv_period", down.Recv),
+		zap.Int64("heartbeats_from_client", st.fromC.eols.Load()),
+		zap.Int64("heartbeats_from_upstream", st.fromU.eols.Load()),
+		zap.Int64("heartbeats_to_upstream", st.eolsSentUp.Load()),
+		zap.Int64("heartbeats_to_client", st.eolsSentDown.Load()),
+		zap.Int64("pings_sent", st.pingsSent.Load()),
+		zap.Int64("pongs_received", st.pongsReceived.Load()),
+		zap.Object("frames_from_client", commandCounts{&st.fromC}),
+		zap.Object("frames_from_upstream", commandCounts{&st.fromU}),
+	}
+	if verdict.Dead() {
+		fields = append(fields, zap.String("liveness_verdict", verdict.String()))
+	}
+	if m := st.errorMessage.Load(); m != nil {
+		fields = append(fields, zap.String("upstream_error", *m))
+	}
+	return fields
+}
+
+// commandCounts logs a direction's frame counts by command.
+type commandCounts struct{ d *dirState }
+
+func (c commandCounts) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	d := c.d
+	for cmd := range d.frames {
+		if n := d.frames[cmd].Load(); n > 0 {
+			enc.AddInt64(inspect.Command(cmd).String(), n)
+		}
+	}
+	return nil
+}
+
+func describeClose(code int, text string) string {
+	if text == "" {
+		return fmt.Sprintf("upstream closed the connection with %d", code)
+	}
+	return fmt.Sprintf("upstream closed the connection with %d (%s)", code, text)
+}
