@@ -350,7 +350,9 @@ func (m *msgWriter) abandon() {
 
 func classify(l *leg, err error) end {
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
+	// gorilla reports a TCP connection that ended without a close frame as
+	// a CloseError 1006: that peer is lost, it did not close.
+	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
 		return end{leg: l, kind: endClosed, code: ce.Code, text: ce.Text, err: err}
 	}
 	return end{leg: l, kind: endLost, err: err}

@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/keepalive"
+)
+
+// stompOpts sets short, test-sized liveness settings; idle coverage is off
+// unless a test turns it on, so only the behaviour under test emits.
+func stompOpts(mod func(*STOMPOptions)) func(*Options) {
+	return func(o *Options) {
+		o.STOMP.UpstreamHeartBeat = inspect.HeartBeat{}
+		o.STOMP.ClientHeartBeat = inspect.HeartBeat{}
+		o.STOMP.Keepalive = keepalive.Config{IdleTimeout: -1, PongTimeout: 300 * time.Millisecond, ClientPingInterval: time.Hour}
+		if mod != nil {
+			mod(&o.STOMP)
+		}
+	}
+}
+
+// readMsg reads one message with a deadline.
+func readMsg(t *testing.T, c *websocket.Conn, within time.Duration) (string, error) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
+	_, b, err := c.ReadMessage()
+	return string(b), err
+}
+
+func mustMsg(t *testing.T, c *websocket.Conn, within time.Duration) string {
+	t.Helper()
+	m, err := readMsg(t, c, within)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return m
+}
+
+// broker is a scripted upstream: the test receives its connection and
+// speaks for it.
+func broker(t *testing.T) (*upstream, func() *websocket.Conn) {
+	hold := make(chan struct{})
+	up := newUpstream(t, []string{"v12.stomp"}, func(*websocket.Conn) { <-hold })
+	// Registered after newUpstream's, so it runs first (cleanups are LIFO)
+	// and releases the handlers that cleanup waits for.
+	t.Cleanup(func() { close(hold) })
+	return up, func() *websocket.Conn {
+		select {
+		case c := <-up.conns:
+			return c
+		case <-time.After(2 * time.Second):
+			t.Fatal("no upstream connection")
+			return nil
+		}
+	}
+}
+
+func TestHeartBeatRewrittenPerHop(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) {
+		o.UpstreamHeartBeat = inspect.HeartBeat{Send: 300 * time.Millisecond, Receive: 700 * time.Millisecond}
+		o.ClientHeartBeat = inspect.HeartBeat{Send: 400 * time.Millisecond, Receive: 500 * time.Millisecond}
+	}))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	// Spring rejects "1000, 1000"; the client's value is replaced anyway.
+	c.WriteMessage(websocket.TextMessage, []byte("\nCONNECT\naccept-version:1.2\nheart-beat:1000, 1000\nhost:/\n\n\x00"))
+	if got := mustMsg(t, b, time.Second); got != "CONNECT\naccept-version:1.2\nheart-beat:300,700\nhost:/\n\n\x00" {
+		t.Fatalf("upstream got %q", got)
+	}
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\nheart-beat:0,0\nserver:test\n\n\x00"))
+	if got := mustMsg(t, c, time.Second); got != "CONNECTED\nversion:1.2\nheart-beat:400,500\nserver:test\n\n\x00" {
+		t.Fatalf("client got %q", got)
+	}
+}
+
+// In terminate mode heart-beat EOLs are hop-local: the client's never
+// reach the broker, the broker's never reach the client.
+func TestHeartBeatEOLsAreConsumed(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(nil))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00\n"))
+	// The CONNECTED states stompgate's own contract (here 0,0) and loses
+	// the broker's trailing EOL.
+	if got := mustMsg(t, c, time.Second); got != "CONNECTED\nheart-beat:0,0\nversion:1.2\n\n\x00" {
+		t.Fatalf("client got %q", got)
+	}
+	for range 3 {
+		c.WriteMessage(websocket.TextMessage, []byte("\n"))
+		b.WriteMessage(websocket.TextMessage, []byte("\r\n"))
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("SEND\ndestination:/q\n\nhi\x00\n\n"))
+	b.WriteMessage(websocket.TextMessage, []byte("MESSAGE\ndestination:/q\n\nhi\x00"))
+	if got := mustMsg(t, b, time.Second); got != "SEND\ndestination:/q\n\nhi\x00" {
+		t.Fatalf("upstream got %q, want the SEND alone", got)
+	}
+	if got := mustMsg(t, c, time.Second); got != "MESSAGE\ndestination:/q\n\nhi\x00" {
+		t.Fatalf("client got %q, want the MESSAGE alone", got)
+	}
+}
+
+func TestDisconnectWithoutReceiptClosesCleanly(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(nil))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	c.WriteMessage(websocket.TextMessage, []byte("DISCONNECT\n\n\x00"))
+	got := mustMsg(t, b, time.Second)
+	id, ok := inspect.HeaderValue([]byte(got), "receipt")
+	if !ok || !strings.HasPrefix(string(id), "stompgate-") {
+		t.Fatalf("upstream got %q, want a DISCONNECT with stompgate's receipt", got)
+	}
+	b.WriteMessage(websocket.TextMessage, []byte("RECEIPT\nreceipt-id:"+string(id)+"\n\n\x00"))
+	m, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1000 {
+		t.Fatalf("client got %q, %v; want close 1000 and no RECEIPT", m, err)
+	}
+}
+
+func TestUpstreamLostGivesStompError(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(nil))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	b.NetConn().Close()
+	got := mustMsg(t, c, time.Second)
+	if msg, _ := inspect.HeaderValue([]byte(got), "message"); !strings.HasPrefix(got, "ERROR\n") || string(msg) != "upstream connection lost" {
+		t.Fatalf("client got %q, want ERROR message:upstream connection lost", got)
+	}
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1011 {
+		t.Fatalf("want close 1011 after the ERROR, got %v", err)
+	}
+}
+
+// A broker's own ERROR and close reach the client unchanged, with no second
+// ERROR from stompgate.
+func TestUpstreamErrorPassesThrough(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(nil))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	errFrame := "ERROR\nmessage:Session closed.\ncontent-length:0\n\n\x00"
+	b.WriteMessage(websocket.TextMessage, []byte(errFrame))
+	b.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1002, ""), time.Now().Add(time.Second))
+	if got := mustMsg(t, c, time.Second); got != errFrame {
+		t.Fatalf("client got %q", got)
+	}
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1002 {
+		t.Fatalf("want the broker's 1002, got %v", err)
+	}
+	e := p.waitSessionEnd(t, 2*time.Second)
+	if e.ContextMap()["upstream_error"] != "Session closed." {
+		t.Errorf("log line lacks the broker's ERROR message: %v", e.ContextMap())
+	}
+}
+
+// A frame over the frame limit, split over messages each under the message
+// limit, gets a STOMP ERROR then close 1009 with a reason.
+func TestFrameOverLimit(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) { o.Limits.MaxFrameBytes = 1000 }))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	c.WriteMessage(websocket.TextMessage, append([]byte("SEND\ndestination:/q\n\n"), bytes.Repeat([]byte("x"), 800)...))
+	c.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), 800))
+	got := mustMsg(t, c, time.Second)
+	if msg, _ := inspect.HeaderValue([]byte(got), "message"); !strings.HasPrefix(got, "ERROR\n") || !strings.Contains(string(msg), "1000") {
+		t.Fatalf("client got %q, want an ERROR naming the limit", got)
+	}
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1009 || ce.Text == "" {
+		t.Fatalf("want close 1009 with a reason, got %v", err)
+	}
+}
+
+func TestStrictRefusesNonStomp(t *testing.T) {
+	up, _ := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) { o.Strict = true }))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	c.WriteMessage(websocket.TextMessage, []byte("SEND\ndestination:/q\n\n\x00"))
+	if got := mustMsg(t, c, time.Second); !strings.HasPrefix(got, "ERROR\n") {
+		t.Fatalf("client got %q, want an ERROR first", got)
+	}
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1002 || !strings.Contains(ce.Text, "CONNECT") {
+		t.Fatalf("want close 1002 naming CONNECT, got %v", err)
+	}
+}
+
+// A broker that stops sending (no heart-beats) is declared dead after
+// Tsc_up × tolerance and the client is told so.
+func TestUpstreamHeartBeatTimeout(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) {
+		o.UpstreamHeartBeat = inspect.HeartBeat{Receive: 100 * time.Millisecond}
+		o.Keepalive.Tolerance = 2
+	}))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\nheart-beat:100,0\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	start := time.Now()
+	got := mustMsg(t, c, 2*time.Second)
+	if msg, _ := inspect.HeaderValue([]byte(got), "message"); !strings.HasPrefix(got, "ERROR\n") || !strings.Contains(string(msg), "upstream heart-beat timeout") {
+		t.Fatalf("client got %q", got)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond || took > time.Second {
+		t.Errorf("declared dead after %v, deadline is 200ms", took)
+	}
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1011 {
+		t.Fatalf("want 1011, got %v", err)
+	}
+}
+
+// A client that stops answering is probed, declared dead, and the broker
+// gets a DISCONNECT with a receipt before the close.
+func TestDeadClientDisconnectsUpstream(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) {
+		o.ClientHeartBeat = inspect.HeartBeat{Receive: 100 * time.Millisecond}
+	}))
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	c.SetPingHandler(func(string) error { return nil }) // never answers
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nheart-beat:100,0\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	got := mustMsg(t, b, 3*time.Second)
+	if !strings.HasPrefix(got, "DISCONNECT\n") || !strings.Contains(got, "receipt:") {
+		t.Fatalf("upstream got %q, want DISCONNECT with a receipt", got)
+	}
+	id, _ := inspect.HeaderValue([]byte(got), "receipt")
+	b.WriteMessage(websocket.TextMessage, []byte("RECEIPT\nreceipt-id:"+string(id)+"\n\n\x00"))
+	_, err := readMsg(t, b, 2*time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1000 {
+		t.Fatalf("upstream want close 1000 after its RECEIPT, got %v", err)
+	}
+	e := p.waitSessionEnd(t, 2*time.Second)
+	if v, _ := e.ContextMap()["liveness_verdict"].(string); !strings.Contains(v, "client pong timeout") {
+		t.Errorf("verdict %q", v)
+	}
+}
