@@ -34,6 +34,7 @@ type stompState struct {
 	offered            inspect.Version
 	connectSeen        atomic.Bool
 	disconnectSent     atomic.Bool
+	gone               atomic.Bool // stompgate is disconnecting a dead client
 	ourReceipt         atomic.Pointer[string] // receipt stompgate added to a DISCONNECT
 
 	// Set by the upstream→client pump.
@@ -239,8 +240,10 @@ func (s *Session) onTimer() {
 		st.eolsSentDown.Add(1)
 	}
 	if acts.Has(keepalive.PingClient) {
+		// Stamped before the write: a pong can be read before WriteControl
+		// returns, and a stamp after it would make that pong look early.
+		st.pingSent.Store(nanos(time.Now()))
 		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.opts.WriteTimeout)); err == nil {
-			st.pingSent.Store(nanos(time.Now()))
 			st.pingsSent.Add(1)
 		}
 	}
@@ -277,6 +280,7 @@ func (s *Session) clientGone(e end) {
 	if st != nil && !st.disabled.Load() && st.connectSeen.Load() && !st.disconnectSent.Load() && !s.closing.Load() {
 		receipt := "stompgate-gone-" + s.id
 		frame := []byte("DISCONNECT\nreceipt:" + receipt + "\n\n\x00")
+		st.gone.Store(true)
 		st.ourReceipt.Store(&receipt)
 		if s.writeFrame(s.upstream, &st.fromC, frame, websocket.TextMessage) {
 			st.disconnectSent.Store(true)
@@ -560,7 +564,7 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		if ours := st.ourReceipt.Load(); ours != nil && string(id) == *ours {
 			// stompgate's own receipt: the client never asked for it.
 			st.receiptOnce.Do(func() { close(st.receipt) })
-			if !s.closing.Load() {
+			if !s.closing.Load() && !st.gone.Load() {
 				s.finish(end{leg: s.client, kind: endDisconnected})
 			}
 			return nil
