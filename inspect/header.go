@@ -107,10 +107,12 @@ func unescapeByte(c byte, v Version) (byte, bool) {
 // (such as \t, or \r in 1.1) or a trailing backslash fails with ErrSyntax,
 // which the specification makes a fatal protocol error. Remember that
 // CONNECT, STOMP and CONNECTED headers are never escaped: pass V10 for them.
+// On error dst is returned with its original length.
 func Unescape(dst, raw []byte, v Version) ([]byte, error) {
 	if v == V10 {
 		return append(dst, raw...), nil
 	}
+	n0 := len(dst)
 	for {
 		i := bytes.IndexByte(raw, '\\')
 		if i < 0 {
@@ -118,11 +120,11 @@ func Unescape(dst, raw []byte, v Version) ([]byte, error) {
 		}
 		dst = append(dst, raw[:i]...)
 		if i+1 == len(raw) {
-			return dst, syntaxError("header ends with a lone backslash")
+			return dst[:n0], syntaxError("header ends with a lone backslash")
 		}
 		c, ok := unescapeByte(raw[i+1], v)
 		if !ok {
-			return dst, syntaxError("undefined escape sequence in header")
+			return dst[:n0], syntaxError("undefined escape sequence in header")
 		}
 		dst = append(dst, c)
 		raw = raw[i+2:]

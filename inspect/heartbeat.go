@@ -25,9 +25,10 @@ var errHeartBeat = &Error{Kind: ErrSyntax, Msg: "invalid heart-beat header"}
 
 // ParseHeartBeat parses a heart-beat header value: two non-negative
 // integers of milliseconds separated by a comma. It tolerates spaces and
-// tabs around each number ("10000, 10000"), which stomp.js users and
-// hand-written clients produce and which Spring and RabbitMQ reject; the
-// proxy normalizes with AppendHeartBeat before forwarding. Signs, empty
+// tabs around each number ("10000, 10000"), which some hand-written
+// clients send and which Spring (Long.parseLong) and RabbitMQ
+// (binary_to_integer) reject; the proxy normalizes with AppendHeartBeat
+// before forwarding. Signs, empty
 // numbers, other separators and values beyond the range of time.Duration
 // fail with ErrSyntax.
 func ParseHeartBeat(v []byte) (HeartBeat, error) {

@@ -9,9 +9,9 @@ import (
 // Default limits. They apply to every Limits field that is zero or negative.
 const (
 	// DefaultMaxHeaderBytes bounds the command line plus header lines plus
-	// the blank line. It matches Spring's whole-frame default (64 KiB), so
-	// any header section Spring would accept passes; RabbitMQ allows 100 KB
-	// per header line, which no real client comes close to.
+	// the blank line. It equals Spring's whole-frame default (64 KiB), so
+	// any header section Spring would accept passes, and stays below
+	// RabbitMQ's parser limit (max_header_length 100 KB).
 	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultMaxHeaders is RabbitMQ's max_headers.
 	DefaultMaxHeaders = 100
@@ -25,6 +25,9 @@ const (
 // Limits bounds what a Scanner accepts, and therefore how much memory it can
 // be made to hold: only the header section is ever buffered, so a scanner
 // never holds more than MaxHeaderBytes (plus slice growth slack).
+//
+// A header section longer than MaxFrameBytes fails with ErrFrameTooLarge
+// even if MaxHeaderBytes is larger.
 type Limits struct {
 	MaxHeaderBytes int // command line + headers + blank line, EOLs included
 	MaxHeaders     int // header lines, duplicates included
@@ -43,7 +46,9 @@ const (
 	// tell apart. A CR that ends a chunk is reported in an EOL event at once
 	// (so that a proxy dropping heart-beats drops both halves of a split
 	// CRLF); the next chunk must then begin with LF, which is reported as
-	// EOL too, otherwise Next fails with ErrSyntax.
+	// EOL too, otherwise Next fails with ErrSyntax. A proxy that forwards
+	// EOLs should hold back such a trailing CR: Spring rejects a WebSocket
+	// message that ends in CR.
 	EOL
 	// Partial covers bytes of a frame's command line or header section whose
 	// line is completed by a later chunk. Before FrameStart its Command is
@@ -57,9 +62,9 @@ const (
 	// until the next frame begins or Feed is called, Header, Headers and
 	// ContentLength describe this frame.
 	HeadersEnd
-	// Body covers body bytes in this chunk (never empty). A body may be
-	// reported in several Body events, one per chunk at most unless a
-	// content-length body is followed by its NUL.
+	// Body covers the body bytes in this chunk (never empty). A body that
+	// spans chunks gets one Body event per chunk. With content-length the
+	// bytes are not examined, so they may contain NUL.
 	Body
 	// FrameEnd covers the frame's NUL octet. FrameLen holds the length of
 	// the whole frame, command through NUL.
@@ -374,9 +379,12 @@ func (s *Scanner) scanHead() (Event, error) {
 	limit := min(s.maxHeaderBytes(), s.maxFrameBytes())
 	for {
 		// Find the end of the line and reject NUL in one pass; header lines
-		// are short, so a plain loop beats two IndexByte calls.
+		// are short, so a plain loop beats two IndexByte calls. Only the
+		// bytes the limit still allows are looked at, so that the first
+		// offending byte decides the error however the input is chunked.
+		end := min(len(c), s.pos+limit-s.frameLen)
 		i := s.pos
-		for ; i < len(c); i++ {
+		for ; i < end; i++ {
 			if b := c[i]; b <= '\n' {
 				if b == '\n' {
 					break
@@ -386,15 +394,14 @@ func (s *Scanner) scanHead() (Event, error) {
 				}
 			}
 		}
+		if i == end && end < len(c) {
+			return s.fail(s.headTooLarge())
+		}
 		if i == len(c) {
 			// The line continues in the next chunk: keep the header section
 			// so far, because lines must be contiguous to be parsed and the
 			// caller may reuse this chunk's memory.
-			n := len(c) - s.pos
-			if s.frameLen+n > limit {
-				return s.fail(s.headTooLarge())
-			}
-			s.frameLen += n
+			s.frameLen += len(c) - s.pos
 			if s.flags&fBuffered == 0 {
 				s.buf = append(s.buf[:0], c[s.mark:]...)
 				s.mark = s.pos - s.mark
@@ -408,11 +415,7 @@ func (s *Scanner) scanHead() (Event, error) {
 			}
 			return s.needMore(), nil
 		}
-		n := i + 1 - s.pos
-		if s.frameLen+n > limit {
-			return s.fail(s.headTooLarge())
-		}
-		s.frameLen += n
+		s.frameLen += i + 1 - s.pos
 		var line []byte
 		if s.flags&fBuffered != 0 {
 			s.buf = append(s.buf, c[s.pos:i+1]...)

@@ -137,6 +137,12 @@ var scanCases = []scanCase{
 	{name: "header section over limit", in: "SEND\na:12\n\n\x00", lim: Limits{MaxHeaderBytes: 10},
 		err: ErrHeaderTooLarge, msg: "header section exceeds 10 bytes"},
 	{name: "endless command line", in: strings.Repeat("X", 100), lim: Limits{MaxHeaderBytes: 50}, err: ErrHeaderTooLarge},
+	// The first offending byte decides the error, whatever the chunking
+	// (found by FuzzScanner, testdata/fuzz/FuzzScanner/7f968ee32d38bc7b).
+	{name: "NUL beyond header limit", in: "SEND\nx:aaaaaaaaaaaa\x00", lim: Limits{MaxHeaderBytes: 10}, err: ErrHeaderTooLarge},
+	{name: "NUL within header limit", in: "SEND\nx:a\x00aaaaaaaaaaaa", lim: Limits{MaxHeaderBytes: 10}, err: ErrSyntax},
+	{name: "LF right at header limit", in: "SEND\nx:\n\n\x00", lim: Limits{MaxHeaderBytes: 9}, err: nil,
+		want: "FrameStart(SEND)[0,5) HeadersEnd[5,9){x:} FrameEnd[9,10)=10"},
 	{name: "header section over frame limit", in: "SEND\na:12\n\n\x00", lim: Limits{MaxFrameBytes: 10}, err: ErrFrameTooLarge},
 	{
 		name: "headers exactly at count limit",
@@ -373,6 +379,12 @@ func TestHeaderLookup(t *testing.T) {
 	check("cr\rname", "", false) // \r is undefined in 1.1
 	check("new\nline", "v", true)
 	s.SetVersion(V10)
+	if s.Version() != V10 {
+		t.Fatalf("Version() = %v", s.Version())
+	}
+	if v, ok, err := s.AppendHeader([]byte("x"), "missing"); ok || err != nil || string(v) != "x" {
+		t.Fatalf("AppendHeader(missing) = %q %v %v", v, ok, err)
+	}
 	check("a:b", "", false)
 	check("a\\cb", "first\\c1", true)
 	if v, _, err := s.AppendHeader(nil, "a\\cb"); err != nil || string(v) != "first\\c1" {
@@ -583,5 +595,35 @@ func TestUnescapeEscape(t *testing.T) {
 	}
 	if got := string(AppendEscaped(nil, "a:b\nc\\", V10)); got != "a:b c\\" {
 		t.Errorf("1.0 = %q", got)
+	}
+}
+
+func TestHeaderFloodBounded(t *testing.T) {
+	// A peer that never ends its header section costs at most the header
+	// limit, however it spreads the bytes over messages.
+	s := new(Scanner)
+	s.Feed([]byte("SEND\nx:"))
+	for {
+		if ev, _ := s.Next(); ev.Kind == NeedMore {
+			break
+		}
+	}
+	chunk := []byte(strings.Repeat("a", 1000))
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		s.Feed(chunk)
+		for {
+			var ev Event
+			ev, err = s.Next()
+			if err != nil || ev.Kind == NeedMore {
+				break
+			}
+		}
+	}
+	if !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("err = %v", err)
+	}
+	if c := cap(s.buf); c > 2*DefaultMaxHeaderBytes {
+		t.Fatalf("header buffer capacity %d", c)
 	}
 }
