@@ -34,7 +34,7 @@ type stompState struct {
 	offered            inspect.Version
 	connectSeen        atomic.Bool
 	disconnectSent     atomic.Bool
-	gone               atomic.Bool // stompgate is disconnecting a dead client
+	gone               atomic.Bool            // stompgate is disconnecting a dead client
 	ourReceipt         atomic.Pointer[string] // receipt stompgate added to a DISCONNECT
 
 	// Set by the upstream→client pump.
