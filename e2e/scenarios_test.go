@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -756,8 +757,13 @@ func TestScenarioS9StompJS(t *testing.T) {
 		if strings.Join(r.Received, ",") != "first,second" {
 			t.Fatalf("received %q, want first and second", r.Received)
 		}
-		if r.HeldMs == nil || time.Duration(*r.HeldMs)*ms < hold {
-			t.Fatalf("held %v ms, want %v", r.HeldMs, hold)
+		// Node's timers may fire a millisecond early: allow 5%.
+		if r.HeldMs == nil || time.Duration(*r.HeldMs)*ms < hold*95/100 {
+			held := "none"
+			if r.HeldMs != nil {
+				held = strconv.Itoa(*r.HeldMs)
+			}
+			t.Fatalf("held %s ms, want %v", held, hold)
 		}
 		return r
 	}
