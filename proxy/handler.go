@@ -215,7 +215,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s := newSession(h, clientConn, upConn, r, target, log)
+	s := newSession(h, clientConn, upConn, log)
 	h.track(s, true)
 	defer h.track(s, false)
 	s.run()
@@ -255,11 +255,7 @@ func (h *Handler) failHandshake(w http.ResponseWriter, r *http.Request, log *zap
 		log.Warn("upstream refused the handshake", zap.Int("status", resp.StatusCode), zap.Duration("duration", took))
 		return
 	}
-	status, reason := http.StatusBadGateway, "upstream unreachable"
-	var nerr net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
-		status, reason = http.StatusGatewayTimeout, "upstream timed out"
-	}
+	status, reason := dialFailure(err)
 	if r.Context().Err() != nil {
 		reason = "client went away during upstream dial"
 	}
@@ -292,11 +288,7 @@ func (h *Handler) newHTTPProxy() *httputil.ReverseProxy {
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			status, reason := http.StatusBadGateway, "upstream unreachable"
-			var nerr net.Error
-			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
-				status, reason = http.StatusGatewayTimeout, "upstream timed out"
-			}
+			status, reason := dialFailure(err)
 			h.opts.Logger.Warn("http pass-through failed", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
 			http.Error(w, "stompgate: "+reason, status)
 		},
@@ -316,4 +308,14 @@ func (h *Handler) CloseAll(code int, reason string) {
 	for _, s := range sessions {
 		s.shutdown(code, reason)
 	}
+}
+
+// dialFailure maps an error reaching the upstream to the status the client
+// gets: 504 when it timed out, 502 otherwise.
+func dialFailure(err error) (status int, reason string) {
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		return http.StatusGatewayTimeout, "upstream timed out"
+	}
+	return http.StatusBadGateway, "upstream unreachable"
 }

@@ -201,6 +201,20 @@ func TestForwardsHeadersAndJoinsPath(t *testing.T) {
 	}
 }
 
+// Cookies the broker sets in its 101 (sticky sessions) reach the client.
+func TestUpgradeSetCookieReachesClient(t *testing.T) {
+	up := newUpstream(t, nil, echo)
+	p := newProxy(t, up.wsURL(), nil)
+	c, resp, err := websocket.DefaultDialer.Dial(p.url("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := resp.Header.Get("Set-Cookie"); got != "sticky=1" {
+		t.Fatalf("Set-Cookie = %q, want the broker's sticky=1", got)
+	}
+}
+
 func TestEndToEndDropsHopByHop(t *testing.T) {
 	h := endToEnd(http.Header{
 		"Connection":             {"Upgrade, X-Drop"},

@@ -7,8 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,7 +67,7 @@ type leg struct {
 	lost               bool
 }
 
-func newSession(h *Handler, client, upstream *websocket.Conn, r *http.Request, target *url.URL, log *zap.Logger) *Session {
+func newSession(h *Handler, client, upstream *websocket.Conn, log *zap.Logger) *Session {
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),

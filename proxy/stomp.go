@@ -593,10 +593,7 @@ func kaVersion(v inspect.Version) keepalive.Version {
 // stompFields adds the STOMP part of a session's log line.
 func (s *Session) stompFields() []zap.Field {
 	st := s.stomp
-	if st == nil {
-		return []zap.Field{zap.Bool("stomp", false)}
-	}
-	if st.disabled.Load() {
+	if st == nil || st.disabled.Load() {
 		return []zap.Field{zap.Bool("stomp", false)}
 	}
 	st.kaMu.Lock()

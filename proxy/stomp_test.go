@@ -43,6 +43,32 @@ func mustMsg(t *testing.T, c *websocket.Conn, within time.Duration) string {
 	return m
 }
 
+// connectedSession proxies one client to a scripted broker through the
+// STOMP handshake and returns the proxy, the client and the broker's side.
+func connectedSession(t *testing.T, mod func(*Options)) (*testProxy, *websocket.Conn, *websocket.Conn) {
+	t.Helper()
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), mod)
+	c := dial(t, p.url("/ws"), nil, "v12.stomp")
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	return p, c, b
+}
+
+// wantClose reads from c and fails unless the connection is closed with code.
+func wantClose(t *testing.T, c *websocket.Conn, code int) *websocket.CloseError {
+	t.Helper()
+	_, err := readMsg(t, c, time.Second)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != code {
+		t.Fatalf("want close %d, got %v", code, err)
+	}
+	return ce
+}
+
 // broker is a scripted upstream: the test receives its connection and
 // speaks for it.
 func broker(t *testing.T) (*upstream, func() *websocket.Conn) {
@@ -111,14 +137,7 @@ func TestHeartBeatEOLsAreConsumed(t *testing.T) {
 }
 
 func TestDisconnectWithoutReceiptClosesCleanly(t *testing.T) {
-	up, accept := broker(t)
-	p := newProxy(t, up.wsURL(), stompOpts(nil))
-	c := dial(t, p.url("/ws"), nil, "v12.stomp")
-	b := accept()
-	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
-	mustMsg(t, b, time.Second)
-	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
-	mustMsg(t, c, time.Second)
+	_, c, b := connectedSession(t, stompOpts(nil))
 	c.WriteMessage(websocket.TextMessage, []byte("DISCONNECT\n\n\x00"))
 	got := mustMsg(t, b, time.Second)
 	id, ok := inspect.HeaderValue([]byte(got), "receipt")
@@ -126,32 +145,17 @@ func TestDisconnectWithoutReceiptClosesCleanly(t *testing.T) {
 		t.Fatalf("upstream got %q, want a DISCONNECT with stompgate's receipt", got)
 	}
 	b.WriteMessage(websocket.TextMessage, []byte("RECEIPT\nreceipt-id:"+string(id)+"\n\n\x00"))
-	m, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1000 {
-		t.Fatalf("client got %q, %v; want close 1000 and no RECEIPT", m, err)
-	}
+	wantClose(t, c, 1000)
 }
 
 func TestUpstreamLostGivesStompError(t *testing.T) {
-	up, accept := broker(t)
-	p := newProxy(t, up.wsURL(), stompOpts(nil))
-	c := dial(t, p.url("/ws"), nil, "v12.stomp")
-	b := accept()
-	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
-	mustMsg(t, b, time.Second)
-	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
-	mustMsg(t, c, time.Second)
+	_, c, b := connectedSession(t, stompOpts(nil))
 	b.NetConn().Close()
 	got := mustMsg(t, c, time.Second)
 	if msg, _ := inspect.HeaderValue([]byte(got), "message"); !strings.HasPrefix(got, "ERROR\n") || string(msg) != "upstream connection lost" {
 		t.Fatalf("client got %q, want ERROR message:upstream connection lost", got)
 	}
-	_, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1011 {
-		t.Fatalf("want close 1011 after the ERROR, got %v", err)
-	}
+	wantClose(t, c, 1011)
 }
 
 // A broker's own ERROR and close reach the client unchanged, with no second
@@ -169,11 +173,7 @@ func TestUpstreamErrorPassesThrough(t *testing.T) {
 	if got := mustMsg(t, c, time.Second); got != errFrame {
 		t.Fatalf("client got %q", got)
 	}
-	_, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1002 {
-		t.Fatalf("want the broker's 1002, got %v", err)
-	}
+	wantClose(t, c, 1002)
 	e := p.waitSessionEnd(t, 2*time.Second)
 	if e.ContextMap()["upstream_error"] != "Session closed." {
 		t.Errorf("log line lacks the broker's ERROR message: %v", e.ContextMap())
@@ -183,24 +183,15 @@ func TestUpstreamErrorPassesThrough(t *testing.T) {
 // A frame over the frame limit, split over messages each under the message
 // limit, gets a STOMP ERROR then close 1009 with a reason.
 func TestFrameOverLimit(t *testing.T) {
-	up, accept := broker(t)
-	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) { o.Limits.MaxFrameBytes = 1000 }))
-	c := dial(t, p.url("/ws"), nil, "v12.stomp")
-	b := accept()
-	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
-	mustMsg(t, b, time.Second)
-	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\n\n\x00"))
-	mustMsg(t, c, time.Second)
+	_, c, _ := connectedSession(t, stompOpts(func(o *STOMPOptions) { o.Limits.MaxFrameBytes = 1000 }))
 	c.WriteMessage(websocket.TextMessage, append([]byte("SEND\ndestination:/q\n\n"), bytes.Repeat([]byte("x"), 800)...))
 	c.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), 800))
 	got := mustMsg(t, c, time.Second)
 	if msg, _ := inspect.HeaderValue([]byte(got), "message"); !strings.HasPrefix(got, "ERROR\n") || !strings.Contains(string(msg), "1000") {
 		t.Fatalf("client got %q, want an ERROR naming the limit", got)
 	}
-	_, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1009 || ce.Text == "" {
-		t.Fatalf("want close 1009 with a reason, got %v", err)
+	if ce := wantClose(t, c, 1009); ce.Text == "" {
+		t.Fatalf("close reason %q", ce.Text)
 	}
 }
 
@@ -212,10 +203,8 @@ func TestStrictRefusesNonStomp(t *testing.T) {
 	if got := mustMsg(t, c, time.Second); !strings.HasPrefix(got, "ERROR\n") {
 		t.Fatalf("client got %q, want an ERROR first", got)
 	}
-	_, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1002 || !strings.Contains(ce.Text, "CONNECT") {
-		t.Fatalf("want close 1002 naming CONNECT, got %v", err)
+	if ce := wantClose(t, c, 1002); !strings.Contains(ce.Text, "CONNECT") {
+		t.Fatalf("close reason %q", ce.Text)
 	}
 }
 
@@ -241,11 +230,7 @@ func TestUpstreamHeartBeatTimeout(t *testing.T) {
 	if took := time.Since(start); took < 150*time.Millisecond || took > time.Second {
 		t.Errorf("declared dead after %v, deadline is 200ms", took)
 	}
-	_, err := readMsg(t, c, time.Second)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != 1011 {
-		t.Fatalf("want 1011, got %v", err)
-	}
+	wantClose(t, c, 1011)
 }
 
 // A client that stops answering is probed, declared dead, and the broker

@@ -28,32 +28,7 @@ import json
 
 import websockets
 
-
-def frame(command, headers, body=b""):
-    head = command + "\n" + "".join(f"{k}:{v}\n" for k, v in headers)
-    if body:
-        head += f"content-length:{len(body)}\n"
-    return head.encode() + b"\n" + body + b"\x00"
-
-
-def parse(msg):
-    """Returns (command, headers, body), or None for a heart-beat."""
-    if isinstance(msg, str):
-        msg = msg.encode()
-    msg = msg.lstrip(b"\r\n")
-    if not msg:
-        return None
-    head, _, rest = msg.partition(b"\n\n")
-    lines = head.decode().replace("\r\n", "\n").split("\n")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers.setdefault(k, v)
-    if "content-length" in headers:
-        body = rest[: int(headers["content-length"])]
-    else:
-        body = rest.split(b"\x00", 1)[0]
-    return lines[0], headers, body
+from stompframes import frame, parse
 
 
 def emit(obj):

@@ -12,28 +12,7 @@ import sys
 
 import websockets
 
-
-def frame(command, headers, body=b""):
-    head = command + "\n" + "".join(f"{k}:{v}\n" for k, v in headers)
-    if body:
-        head += f"content-length:{len(body)}\n"
-    return head.encode() + b"\n" + body + b"\x00"
-
-
-def parse(msg):
-    if isinstance(msg, str):
-        msg = msg.encode()
-    msg = msg.lstrip(b"\r\n")
-    if not msg:
-        return None
-    head, _, rest = msg.partition(b"\n\n")
-    lines = head.decode().split("\n")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers.setdefault(k, v)
-    n = int(headers.get("content-length", rest.index(b"\x00")))
-    return lines[0], headers, rest[:n]
+from stompframes import frame, parse
 
 
 async def next_frame(ws):
