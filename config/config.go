@@ -9,10 +9,14 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -58,6 +62,26 @@ type Config struct {
 	PongTimeout        time.Duration  `env:"PONG_TIMEOUT" envDefault:"10s" desc:"A client probed with a WebSocket ping is declared dead if nothing (data or pong) arrives within this time."`
 	ClientPingInterval time.Duration  `env:"CLIENT_PING_INTERVAL" envDefault:"0s" desc:"Ping interval for clients without heart-beats (0,0, STOMP 1.0, not yet CONNECTED); 0s means 40% of STOMPGATE_IDLE_TIMEOUT, at most 25s."`
 	IdleTimeout        time.Duration  `env:"IDLE_TIMEOUT" envDefault:"60s" desc:"Smallest idle timeout of anything between client and broker (nginx proxy_read_timeout, Kong, ALB). Each hop carries bytes at least every 40% of it."`
+
+	MaxClientMessageBytes   ByteSize   `env:"MAX_CLIENT_MESSAGE_BYTES" envDefault:"0" desc:"Largest WebSocket message accepted from the client; 0 means STOMPGATE_MAX_MESSAGE_BYTES. Spring's own STOMP limit is 64 KiB."`
+	MaxUpstreamMessageBytes ByteSize   `env:"MAX_UPSTREAM_MESSAGE_BYTES" envDefault:"0" desc:"Largest WebSocket message accepted from the broker; 0 means STOMPGATE_MAX_MESSAGE_BYTES."`
+	AllowedOrigins          OriginList `env:"ALLOWED_ORIGINS" desc:"Comma-separated browser origins allowed to open a WebSocket: exact (https://app.example.com) or a subdomain pattern (https://*.example.com). Others get 403 before the broker is dialled. A handshake without Origin (a non-browser client) is allowed. Empty lets the broker decide."`
+	MaxConnections          int        `env:"MAX_CONNECTIONS" envDefault:"10000" desc:"Most sessions open at once; further handshakes get 503. 0 means unlimited. Each session holds two file descriptors."`
+	HandshakeRatePerIP      float64    `env:"HANDSHAKE_RATE_PER_IP" envDefault:"0" desc:"Sustained WebSocket handshakes per second allowed from one client IP (token bucket); more get 429. 0 turns the limit off. Behind an ingress, set STOMPGATE_TRUSTED_PROXIES so the client's IP is taken from X-Forwarded-For."`
+	HandshakeBurstPerIP     int        `env:"HANDSHAKE_BURST_PER_IP" envDefault:"20" desc:"Handshakes one client IP may make at once before STOMPGATE_HANDSHAKE_RATE_PER_IP applies."`
+
+	UpstreamCAFile                string `env:"UPSTREAM_CA_FILE" desc:"PEM file of CA certificates trusted for a wss:// upstream, instead of the system roots. Empty uses the system roots."`
+	UpstreamTLSServerName         string `env:"UPSTREAM_TLS_SERVER_NAME" desc:"Server name to verify (and send as SNI) for a wss:// upstream, when it differs from the URL's host. Empty uses the URL's host."`
+	UpstreamTLSInsecureSkipVerify bool   `env:"UPSTREAM_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" desc:"Do not verify the wss:// upstream's certificate. For tests only: anyone on the path can read and change the traffic."`
+	TLSCertFile                   string `env:"TLS_CERT_FILE" desc:"PEM certificate chain for TLS on the client listener (wss://). Set together with STOMPGATE_TLS_KEY_FILE; empty serves plain ws://."`
+	TLSKeyFile                    string `env:"TLS_KEY_FILE" desc:"PEM private key for STOMPGATE_TLS_CERT_FILE; empty when the listener is plain."`
+
+	AdminAddr           string        `env:"ADMIN_ADDR" envDefault:":9095" desc:"Address of the admin server: GET /livez, GET /readyz, GET /metrics, POST /drain, GET /debug/sessions. Keep it off the client-facing port."`
+	ReadyChecksUpstream bool          `env:"READY_CHECKS_UPSTREAM" envDefault:"false" desc:"Make /readyz also fail while the upstream cannot be dialled (a TCP connect, cached for 1s). Off by default: a native sidecar's startup must not wait for the app it fronts."`
+	PprofAddr           string        `env:"PPROF_ADDR" desc:"Loopback address (e.g. 127.0.0.1:6060) serving net/http/pprof. Empty turns it off; a non-loopback address is refused."`
+	ShutdownDelay       time.Duration `env:"SHUTDOWN_DELAY" envDefault:"5s" desc:"After SIGTERM or POST /drain, /readyz fails at once but new handshakes are still accepted for this long, so endpoints can be updated; after it they get 503."`
+	DrainPeriod         time.Duration `env:"DRAIN_PERIOD" envDefault:"20s" desc:"Open sessions are closed spread uniformly at random over this window (after SHUTDOWN_DELAY), so clients do not all reconnect at once: each client gets STOMP ERROR 'server restarting, reconnect' and close 1012, each broker a DISCONNECT."`
+	ShutdownTimeout     time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" desc:"From the signal, the longest a shutdown takes: sessions still open then are closed at once, and the process exits. Keep it below the pod's terminationGracePeriodSeconds."`
 
 	LogLevel  zapcore.Level `env:"LOG_LEVEL" envDefault:"info" desc:"Log level: debug, info, warn or error."`
 	LogFormat LogFormat     `env:"LOG_FORMAT" envDefault:"json" desc:"Log encoding: json (one object per line) or console (human-readable)."`
@@ -151,6 +175,48 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 64 {
 		bad("MAX_HEADER_BYTES", "must be at least 64 bytes, got %d", c.MaxHeaderBytes)
+	}
+	for name, v := range map[string]ByteSize{"MAX_CLIENT_MESSAGE_BYTES": c.MaxClientMessageBytes, "MAX_UPSTREAM_MESSAGE_BYTES": c.MaxUpstreamMessageBytes} {
+		if v != 0 && v < 256 {
+			bad(name, "must be 0 or at least 256 bytes, got %d", v)
+		}
+	}
+	if c.MaxConnections < 0 {
+		bad("MAX_CONNECTIONS", "must not be negative, got %d", c.MaxConnections)
+	}
+	if c.HandshakeRatePerIP < 0 {
+		bad("HANDSHAKE_RATE_PER_IP", "must not be negative, got %v", c.HandshakeRatePerIP)
+	}
+	if c.HandshakeBurstPerIP < 1 {
+		bad("HANDSHAKE_BURST_PER_IP", "must be at least 1, got %d", c.HandshakeBurstPerIP)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE", "and STOMPGATE_TLS_KEY_FILE must be set together")
+	}
+	if c.UpstreamURL.URL != nil && c.UpstreamURL.Scheme == "ws" && (c.UpstreamCAFile != "" || c.UpstreamTLSServerName != "" || c.UpstreamTLSInsecureSkipVerify) {
+		bad("UPSTREAM_URL", "is ws://, but upstream TLS settings are set: use wss://")
+	}
+	if c.AdminAddr == "" {
+		bad("ADMIN_ADDR", "must not be empty")
+	}
+	if c.PprofAddr != "" && !isLoopback(c.PprofAddr) {
+		bad("PPROF_ADDR", "must be a loopback address like 127.0.0.1:6060, got %q", c.PprofAddr)
+	}
+	if c.ShutdownDelay < 0 {
+		bad("SHUTDOWN_DELAY", "must not be negative, got %s", c.ShutdownDelay)
+	}
+	if c.DrainPeriod < 0 {
+		bad("DRAIN_PERIOD", "must not be negative, got %s", c.DrainPeriod)
+	}
+	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.ShutdownTimeout > 0 && c.ShutdownDelay+c.DrainPeriod > c.ShutdownTimeout {
+		bad("SHUTDOWN_TIMEOUT", "(%s) must be at least SHUTDOWN_DELAY + DRAIN_PERIOD (%s)", c.ShutdownTimeout, c.ShutdownDelay+c.DrainPeriod)
+	}
+	if _, err := c.UpstreamTLSConfig(); err != nil {
+		bad("UPSTREAM_CA_FILE", "%v", err)
+	}
+	if _, err := c.ListenerTLSConfig(); err != nil {
+		bad("TLS_CERT_FILE", "%v", err)
 	}
 	if c.MaxMessageBytes < 256 {
 		bad("MAX_MESSAGE_BYTES", "must be at least 256 bytes, got %d", c.MaxMessageBytes)
@@ -319,3 +385,124 @@ func (h *HeartBeat) UnmarshalText(b []byte) error {
 
 // String prints the canonical header value.
 func (h HeartBeat) String() string { return inspect.FormatHeartBeat(h.HeartBeat) }
+
+// MessageLimits returns the effective per-direction WebSocket message
+// limits.
+func (c *Config) MessageLimits() (fromClient, fromUpstream int64) {
+	fromClient, fromUpstream = int64(c.MaxMessageBytes), int64(c.MaxMessageBytes)
+	if c.MaxClientMessageBytes > 0 {
+		fromClient = int64(c.MaxClientMessageBytes)
+	}
+	if c.MaxUpstreamMessageBytes > 0 {
+		fromUpstream = int64(c.MaxUpstreamMessageBytes)
+	}
+	return fromClient, fromUpstream
+}
+
+// isLoopback reports whether a host:port address names a loopback host.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// OriginList is a comma-separated list of allowed browser origins: exact
+// ("https://app.example.com") or with a leading "*." in the host
+// ("https://*.example.com", which matches subdomains at any depth but not
+// example.com itself). Matching ignores case.
+type OriginList []string
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *OriginList) UnmarshalText(b []byte) error {
+	var out OriginList
+	for _, item := range strings.Split(string(b), ",") {
+		item = strings.ToLower(strings.TrimSpace(item))
+		if item == "" {
+			continue
+		}
+		u, err := url.Parse(strings.Replace(item, "*.", "wildcard.", 1))
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("not an origin like https://app.example.com or https://*.example.com: %q", item)
+		}
+		if strings.Count(item, "*") > 1 || (strings.Contains(item, "*") && !strings.Contains(item, "://*.")) {
+			return fmt.Errorf("a wildcard may only start the host, as in https://*.example.com: %q", item)
+		}
+		out = append(out, strings.TrimSuffix(item, "/"))
+	}
+	*l = out
+	return nil
+}
+
+// Allows reports whether origin matches the list.
+func (l OriginList) Allows(origin string) bool {
+	origin = strings.ToLower(origin)
+	for _, pat := range l {
+		if pat == origin {
+			return true
+		}
+		if scheme, rest, ok := strings.Cut(pat, "://*."); ok {
+			// "https://*.example.com" matches "https://a.example.com" and
+			// "https://a.b.example.com:443"-style origins with the same port
+			// spelling as the pattern.
+			prefix := scheme + "://"
+			if strings.HasPrefix(origin, prefix) {
+				host := origin[len(prefix):]
+				if strings.ContainsAny(host, "/@") {
+					continue
+				}
+				if strings.HasSuffix(host, "."+rest) && len(host) > len(rest)+1 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// String prints the list as it would be written in the variable.
+func (l OriginList) String() string { return strings.Join(l, ",") }
+
+// UpstreamTLSConfig builds the TLS client configuration for a wss://
+// upstream, or returns nil when none of the upstream TLS settings is set
+// (Go's defaults: system roots, the URL's host).
+func (c *Config) UpstreamTLSConfig() (*tls.Config, error) {
+	if c.UpstreamCAFile == "" && c.UpstreamTLSServerName == "" && !c.UpstreamTLSInsecureSkipVerify {
+		return nil, nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.UpstreamTLSServerName,
+		InsecureSkipVerify: c.UpstreamTLSInsecureSkipVerify, // an explicit, documented opt-in
+	}
+	if c.UpstreamCAFile != "" {
+		pem, err := os.ReadFile(c.UpstreamCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.UpstreamCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// ListenerTLSConfig loads the client listener's certificate, or returns nil
+// when the listener is plain.
+func (c *Config) ListenerTLSConfig() (*tls.Config, error) {
+	if c.TLSCertFile == "" || c.TLSKeyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate and key: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}

@@ -56,6 +56,8 @@ func typeName(t reflect.Type) string {
 		return "bytes"
 	case reflect.TypeFor[PrefixList]():
 		return "cidr list"
+	case reflect.TypeFor[OriginList]():
+		return "origin list"
 	case reflect.TypeFor[LogFormat]():
 		return "json|console"
 	case reflect.TypeFor[HeartBeat]():

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
 )
 
 // Options configures a Handler. Zero durations take the documented defaults.
@@ -40,8 +42,24 @@ type Options struct {
 	// not read for this long is treated as lost.
 	WriteTimeout time.Duration
 	// MaxMessageBytes is the largest WebSocket message accepted from either
-	// side.
-	MaxMessageBytes int64
+	// side, unless MaxClientMessageBytes or MaxUpstreamMessageBytes says
+	// otherwise for one direction.
+	MaxMessageBytes                                int64
+	MaxClientMessageBytes, MaxUpstreamMessageBytes int64
+	// AllowOrigin decides whether a browser handshake with this Origin may
+	// proceed (403 otherwise). Nil lets every origin through to the
+	// upstream, which then decides. Handshakes without Origin are not
+	// checked.
+	AllowOrigin func(origin string) bool
+	// MaxConnections is the most sessions open at once (503 beyond); 0 is
+	// unlimited.
+	MaxConnections int
+	// HandshakeRatePerIP limits handshakes per second from one client
+	// address (429 beyond), with HandshakeBurstPerIP at once; 0 is off.
+	HandshakeRatePerIP  float64
+	HandshakeBurstPerIP int
+	// Metrics receives counts; nil exports nothing.
+	Metrics *metrics.Metrics
 	// PreserveHost sends the client's Host upstream.
 	PreserveHost bool
 	// TrustedProxy reports whether X-Forwarded-* from this peer are trusted.
@@ -85,11 +103,20 @@ func (o *Options) setDefaults() {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = 1 << 20
 	}
+	if o.MaxClientMessageBytes <= 0 {
+		o.MaxClientMessageBytes = o.MaxMessageBytes
+	}
+	if o.MaxUpstreamMessageBytes <= 0 {
+		o.MaxUpstreamMessageBytes = o.MaxMessageBytes
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Discard()
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
 	if o.STOMP.Limits.MaxFrameBytes <= 0 {
-		o.STOMP.Limits.MaxFrameBytes = int(o.MaxMessageBytes)
+		o.STOMP.Limits.MaxFrameBytes = int(max(o.MaxClientMessageBytes, o.MaxUpstreamMessageBytes))
 	}
 	o.STOMP.Keepalive = o.STOMP.Keepalive.WithDefaults()
 	if o.TrustedProxy == nil {
@@ -104,6 +131,12 @@ type Handler struct {
 	dialer   websocket.Dialer
 	upgrader websocket.Upgrader
 	http     *httputil.ReverseProxy
+
+	metrics  *metrics.Metrics
+	limiter  *ipLimiter // nil: no per-address handshake limit
+	slots    atomic.Int64
+	draining atomic.Bool // readiness fails; set by Drain
+	refusing atomic.Bool // new handshakes get 503; set by Drain after its delay
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when sessions becomes empty
@@ -120,7 +153,10 @@ func New(opts Options) (*Handler, error) {
 		return nil, fmt.Errorf("proxy: upstream must be a ws:// or wss:// URL with a host, got %v", opts.Upstream)
 	}
 	opts.setDefaults()
-	h := &Handler{opts: opts, sessions: make(map[*Session]struct{})}
+	h := &Handler{opts: opts, metrics: opts.Metrics, sessions: make(map[*Session]struct{})}
+	if opts.HandshakeRatePerIP > 0 {
+		h.limiter = newIPLimiter(opts.HandshakeRatePerIP, opts.HandshakeBurstPerIP)
+	}
 	h.idle = sync.NewCond(&h.mu)
 	h.dialer = websocket.Dialer{
 		Proxy:            nil, // a sidecar talks to its pod's broker directly
@@ -188,6 +224,14 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		header["Sec-Websocket-Protocol"] = protos
 	}
 
+	if status, result, reason := h.admit(r); status != 0 {
+		h.metrics.Handshake(result)
+		http.Error(w, "stompgate: "+reason, status)
+		log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason), zap.String("origin", r.Header.Get("Origin")))
+		return
+	}
+	defer h.release()
+
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.DialTimeout)
 	upConn, resp, err := h.dialer.DialContext(ctx, target.String(), header)
 	cancel()
@@ -210,12 +254,14 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	clientConn, err := h.upgrader.Upgrade(w, r, respHeader)
 	if err != nil {
 		// gorilla has already answered the client with an HTTP error.
+		h.metrics.Handshake(metrics.HandshakeClientFailed)
 		log.Warn("client upgrade failed", zap.Error(err))
 		closeConn(upConn, websocket.CloseGoingAway, "client handshake failed", h.opts.CloseTimeout)
 		return
 	}
 
-	s := newSession(h, clientConn, upConn, log)
+	h.metrics.Handshake(metrics.HandshakeOK)
+	s := newSession(h, clientConn, upConn, log, r)
 	h.track(s, true)
 	defer h.track(s, false)
 	s.run()
@@ -226,9 +272,15 @@ func (h *Handler) track(s *Session, add bool) {
 	defer h.mu.Unlock()
 	if add {
 		h.sessions[s] = struct{}{}
+		h.metrics.SessionsActive.Inc()
+		if h.refusing.Load() {
+			// Admitted just before the drain began: close it with the rest.
+			go s.drainClose()
+		}
 		return
 	}
 	delete(h.sessions, s)
+	h.metrics.SessionsActive.Dec()
 	if len(h.sessions) == 0 {
 		h.idle.Broadcast()
 	}
@@ -252,12 +304,18 @@ func (h *Handler) failHandshake(w http.ResponseWriter, r *http.Request, log *zap
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
+		h.metrics.Handshake(metrics.HandshakeUpstreamStatus)
 		log.Warn("upstream refused the handshake", zap.Int("status", resp.StatusCode), zap.Duration("duration", took))
 		return
 	}
 	status, reason := dialFailure(err)
 	if r.Context().Err() != nil {
 		reason = "client went away during upstream dial"
+	}
+	if status == http.StatusGatewayTimeout {
+		h.metrics.Handshake(metrics.HandshakeTimeout)
+	} else {
+		h.metrics.Handshake(metrics.HandshakeUpstreamRefused)
 	}
 	http.Error(w, fmt.Sprintf("stompgate: %s: %v", reason, err), status)
 	log.Warn("upstream dial failed", zap.Int("status", status), zap.String("reason", reason), zap.Error(err), zap.Duration("duration", took))

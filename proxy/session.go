@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
 )
 
 // Session is one proxied client: two legs and two pumps.
@@ -31,6 +33,8 @@ type Session struct {
 	id       string
 	log      *zap.Logger
 	start    time.Time
+	remote   string // client address, for /debug/sessions
+	path     string
 	client   *leg
 	upstream *leg
 
@@ -45,8 +49,11 @@ type Session struct {
 
 // leg is one WebSocket connection of a session and what happened on it.
 type leg struct {
-	name string // "client" or "upstream"
-	conn *websocket.Conn
+	name  string // "client" or "upstream"
+	conn  *websocket.Conn
+	hop   metrics.Hop
+	dir   metrics.Direction // the direction of messages read from this peer
+	limit int64             // largest message accepted from this peer
 
 	// wmu serialises data writes: gorilla allows one writer at a time, and
 	// pumps, timers and error paths all write. Control frames (ping, pong,
@@ -67,14 +74,17 @@ type leg struct {
 	lost               bool
 }
 
-func newSession(h *Handler, client, upstream *websocket.Conn, log *zap.Logger) *Session {
+func newSession(h *Handler, client, upstream *websocket.Conn, log *zap.Logger, r *http.Request) *Session {
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),
 		start:    time.Now(),
-		client:   &leg{name: "client", conn: client},
-		upstream: &leg{name: "upstream", conn: upstream},
+		remote:   r.RemoteAddr,
+		path:     r.URL.Path,
+		client:   &leg{name: "client", conn: client, hop: metrics.HopClient, limit: h.opts.MaxClientMessageBytes, dir: metrics.ClientToUpstream},
+		upstream: &leg{name: "upstream", conn: upstream, hop: metrics.HopUpstream, limit: h.opts.MaxUpstreamMessageBytes, dir: metrics.UpstreamToClient},
 	}
+	s.stomp = newStompStateFor(&h.opts, client.Subprotocol(), s.start)
 	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", client.Subprotocol()))
 	for _, l := range []*leg{s.client, s.upstream} {
 		l.conn.SetCloseHandler(s.closeHandler(l))
@@ -166,7 +176,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // finishes the session but the pump keeps reading src, so that src's close
 // handshake can complete.
 func (s *Session) pump(src, dst *leg) end {
-	limit := s.h.opts.MaxMessageBytes
+	limit := src.limit
 	fromClient := src == s.client
 	var d *dirState
 	var readStamp *atomic.Int64
@@ -228,6 +238,7 @@ func (s *Session) pump(src, dst *leg) end {
 		bufPool.Put(bufp)
 		src.msgs.Add(1)
 		src.bytes.Add(n)
+		s.h.metrics.Message(src.dir, n)
 		if rerr != nil {
 			// Never complete a truncated message: dst gets a close frame
 			// in the middle of it instead (legal, RFC 6455 §5.4) and no
@@ -365,7 +376,7 @@ func (s *Session) finish(e end) {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
 		other := s.other(e.leg)
-		limit := s.h.opts.MaxMessageBytes
+		limit := e.leg.limit
 		switch e.kind {
 		case endClosed:
 			s.closedBy = e.leg.name
@@ -507,8 +518,10 @@ func (s *Session) logEnd() {
 		zap.String("end", s.ending),
 	}
 	fields = append(fields, s.stompFields()...)
+	s.h.metrics.SessionDuration.Observe(time.Since(s.start).Seconds())
 	for _, l := range []*leg{s.client, s.upstream} {
 		code, text := l.closeCode(l.name == s.closedBy)
+		s.h.metrics.Close(l.hop, code)
 		fields = append(fields, zap.Int(l.name+"_close_code", code), zap.String(l.name+"_close_reason", text))
 	}
 	s.log.Info("session ended", fields...)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
 )
 
 // stompState is what a session knows about the STOMP conversation it
@@ -70,15 +71,36 @@ type dirState struct {
 	midFrame atomic.Bool
 	frames   [inspect.CmdError + 1]atomic.Int64
 	eols     atomic.Int64
+	hop      metrics.Hop       // the hop this direction is read from
+	dir      metrics.Direction // for frame metrics
 }
 
 func newStompState(o *Options, start time.Time) *stompState {
 	st := &stompState{mode: o.STOMP.Keepalive.Mode, receipt: make(chan struct{})}
 	st.fromC.scan = *inspect.NewScanner(o.STOMP.Limits)
 	st.fromU.scan = *inspect.NewScanner(o.STOMP.Limits)
+	st.fromC.hop, st.fromC.dir = metrics.HopClient, metrics.ClientToUpstream
+	st.fromU.hop, st.fromU.dir = metrics.HopUpstream, metrics.UpstreamToClient
 	st.ka.Init(o.STOMP.Keepalive, start)
 	st.lastTypeToClient.Store(websocket.TextMessage)
 	st.lastTypeToUp.Store(websocket.TextMessage)
+	return st
+}
+
+// newStompStateFor returns the STOMP state for a session whose client
+// negotiated subprotocol proto, or nil when proto is not STOMP's. It runs
+// before the session is visible to other goroutines, so s.stomp never
+// changes after that.
+func newStompStateFor(o *Options, proto string, start time.Time) *stompState {
+	v := inspect.VersionFromSubprotocol(proto)
+	if proto != "" && v == inspect.VersionUnknown {
+		return nil
+	}
+	st := newStompState(o, start)
+	if v != inspect.VersionUnknown {
+		st.fromC.scan.SetVersion(v)
+		st.fromU.scan.SetVersion(v)
+	}
 	return st
 }
 
@@ -105,8 +127,9 @@ func (st *stompState) activity() keepalive.Activity {
 // startStomp decides whether the session can be STOMP and, if so, starts
 // its liveness timer and hooks pings and pongs into liveness.
 func (s *Session) startStomp() {
-	proto := s.client.conn.Subprotocol()
-	if proto != "" && inspect.VersionFromSubprotocol(proto) == inspect.VersionUnknown {
+	st := s.stomp
+	if st == nil {
+		proto := s.client.conn.Subprotocol()
 		if s.h.opts.STOMP.Strict {
 			s.refuse("subprotocol " + strconv.Quote(proto) + " is not STOMP")
 			return
@@ -114,12 +137,6 @@ func (s *Session) startStomp() {
 		s.log.Debug("not a STOMP subprotocol: passing through unscanned", zap.String("subprotocol", proto))
 		return
 	}
-	st := newStompState(&s.h.opts, s.start)
-	if v := inspect.VersionFromSubprotocol(proto); v != inspect.VersionUnknown {
-		st.fromC.scan.SetVersion(v)
-		st.fromU.scan.SetVersion(v)
-	}
-	s.stomp = st
 	now := nanos(time.Now())
 	st.clientRead.Store(now)
 	st.upstreamRead.Store(now)
@@ -133,6 +150,7 @@ func (s *Session) startStomp() {
 		st.clientRead.Store(t)
 		st.clientPong.Store(t)
 		st.pongsReceived.Add(1)
+		s.h.metrics.PongsReceived.Inc()
 		return nil
 	})
 	s.upstream.conn.SetPingHandler(func(data string) error {
@@ -226,18 +244,29 @@ func (s *Session) onTimer() {
 		st.timer.Reset(next.Sub(now))
 	}
 	verdict := st.ka.Verdict()
-	if verdict.Dead() {
+	if verdict.Dead() && !st.verdict.Dead() {
 		st.verdict = verdict
+		reason := metrics.ReasonHeartbeatTimeout
+		if verdict.Cause == keepalive.CausePongTimeout {
+			reason = metrics.ReasonPongTimeout
+		}
+		hop := metrics.HopUpstream
+		if verdict.Hop == keepalive.HopClient {
+			hop = metrics.HopClient
+		}
+		s.h.metrics.LivenessFailure(hop, reason)
 	}
 	st.kaMu.Unlock()
 
 	if acts.Has(keepalive.SendUpstreamEOL) && s.sendEOL(s.upstream, &st.fromC, &st.lastTypeToUp) {
 		st.upstreamWrite.Store(nanos(time.Now()))
 		st.eolsSentUp.Add(1)
+		s.h.metrics.HeartbeatSent(metrics.HopUpstream)
 	}
 	if acts.Has(keepalive.SendClientEOL) && s.sendEOL(s.client, &st.fromU, &st.lastTypeToClient) {
 		st.clientWrite.Store(nanos(time.Now()))
 		st.eolsSentDown.Add(1)
+		s.h.metrics.HeartbeatSent(metrics.HopClient)
 	}
 	if acts.Has(keepalive.PingClient) {
 		// Stamped before the write: a pong can be read before WriteControl
@@ -245,6 +274,7 @@ func (s *Session) onTimer() {
 		st.pingSent.Store(nanos(time.Now()))
 		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.opts.WriteTimeout)); err == nil {
 			st.pingsSent.Add(1)
+			s.h.metrics.PingsSent.Inc()
 		}
 	}
 	switch {
@@ -362,6 +392,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			return nil
 		case inspect.EOL:
 			d.eols.Add(1)
+			s.h.metrics.HeartbeatReceived(d.hop)
 			switch {
 			case undecided:
 				d.lead = append(d.lead, seg...)
@@ -416,6 +447,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			}
 		case inspect.FrameEnd:
 			d.frames[ev.Command].Add(1)
+			s.h.metrics.Frame(d.dir, ev.Command)
 			if d.holding {
 				d.holding = false
 				if err := s.release(d, fromClient, ev.Command, out); err != nil {
@@ -501,13 +533,16 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 			return &protocolError{msg: "invalid heart-beat header in " + cmd.String(), code: websocket.CloseProtocolError}
 		}
 		av, avOK := inspect.HeaderValue(frame, "accept-version")
-		st.offered = inspect.VersionFromHeaders(cmd, av, avOK)
-		st.clientHB = chb
 		send := chb
 		if terminate {
 			send = s.h.opts.STOMP.UpstreamHeartBeat
 		}
+		// Under kaMu: /debug/sessions reads these while the session runs.
+		st.kaMu.Lock()
+		st.offered = inspect.VersionFromHeaders(cmd, av, avOK)
+		st.clientHB = chb
 		st.sentUpHB = send
+		st.kaMu.Unlock()
 		if terminate || present {
 			// Normalised even in passthrough: Spring rejects "10000, 10000".
 			var rerr error
@@ -537,16 +572,19 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		raw, present := inspect.HeaderValue(frame, "heart-beat")
 		shb, _ := inspect.HeartBeatHeader(raw, present)
 		vv, vOK := inspect.HeaderValue(frame, "version")
-		st.version = inspect.VersionFromHeaders(cmd, vv, vOK)
-		st.upHB = shb
-		st.fromC.scan.SetVersion(st.version)
-		st.fromU.scan.SetVersion(st.version)
+		version := inspect.VersionFromHeaders(cmd, vv, vOK)
+		st.fromC.scan.SetVersion(version)
+		st.fromU.scan.SetVersion(version)
 		down := shb
-		if terminate && st.version >= inspect.V11 {
+		if terminate && version >= inspect.V11 {
 			down = s.h.opts.STOMP.ClientHeartBeat
 			frame, _ = inspect.RewriteHeartBeat(nil, frame, down)
 		}
+		st.kaMu.Lock()
+		st.version = version
+		st.upHB = shb
 		st.sentDownHB = down
+		st.kaMu.Unlock()
 		out.write(frame)
 		st.connected.Store(true)
 		p, c := st.sentUpHB, st.clientHB

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +13,18 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/stompgate/stompgate/admin"
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -42,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "config":
 			return configCommand(args[1:], stdout, stderr)
+		case "demo":
+			return demoCommand(stdout, stderr)
 		default:
 			fmt.Fprintf(stderr, "stompgate: unknown argument %q\n\n", args[0])
 			usage(stderr)
@@ -59,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return config.ExitConfig
 	}
 	defer log.Sync()
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, log, extras{}); err != nil {
 		log.Error("stompgate stopped", zap.Error(err))
 		return 1
 	}
@@ -74,6 +80,8 @@ Usage:
   stompgate config print       print the effective configuration, secrets redacted
   stompgate config validate    check the configuration and exit (0 = valid, 78 = invalid)
   stompgate config docs        print docs/configuration.md
+  stompgate demo               run in front of an embedded demo broker, with a page at
+                               http://127.0.0.1:8090/ (no broker needed)
   stompgate --version          print the version
   stompgate -h                 print this help
 
@@ -122,17 +130,35 @@ func newLogger(cfg config.Config, stderr io.Writer) (*zap.Logger, error) {
 	return zap.New(core), nil
 }
 
-func serve(cfg config.Config, log *zap.Logger) error {
-	h, err := proxy.New(proxy.Options{
-		Upstream:         cfg.UpstreamURL.URL,
-		DialTimeout:      cfg.UpstreamDialTimeout,
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		CloseTimeout:     cfg.CloseTimeout,
-		WriteTimeout:     cfg.WriteTimeout,
-		MaxMessageBytes:  int64(cfg.MaxMessageBytes),
-		PreserveHost:     cfg.PreserveHost,
-		TrustedProxy:     cfg.TrustedProxies.Contains,
-		Logger:           log,
+// proxyOptions turns the configuration into the proxy's options.
+func proxyOptions(cfg config.Config, log *zap.Logger, m *metrics.Metrics) (proxy.Options, error) {
+	upTLS, err := cfg.UpstreamTLSConfig()
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	fromClient, fromUpstream := cfg.MessageLimits()
+	var allowOrigin func(string) bool
+	if len(cfg.AllowedOrigins) > 0 {
+		allowOrigin = cfg.AllowedOrigins.Allows
+	}
+	return proxy.Options{
+		Upstream:                cfg.UpstreamURL.URL,
+		DialTimeout:             cfg.UpstreamDialTimeout,
+		HandshakeTimeout:        cfg.HandshakeTimeout,
+		CloseTimeout:            cfg.CloseTimeout,
+		WriteTimeout:            cfg.WriteTimeout,
+		MaxMessageBytes:         int64(cfg.MaxMessageBytes),
+		MaxClientMessageBytes:   fromClient,
+		MaxUpstreamMessageBytes: fromUpstream,
+		AllowOrigin:             allowOrigin,
+		MaxConnections:          cfg.MaxConnections,
+		HandshakeRatePerIP:      cfg.HandshakeRatePerIP,
+		HandshakeBurstPerIP:     cfg.HandshakeBurstPerIP,
+		PreserveHost:            cfg.PreserveHost,
+		TrustedProxy:            cfg.TrustedProxies.Contains,
+		TLSClientConfig:         upTLS,
+		Metrics:                 m,
+		Logger:                  log,
 		STOMP: proxy.STOMPOptions{
 			Strict: cfg.StompStrict,
 			Limits: inspect.Limits{
@@ -150,61 +176,163 @@ func serve(cfg config.Config, log *zap.Logger) error {
 				Mode:               cfg.HeartbeatMode,
 			},
 		},
-	})
+	}, nil
+}
+
+// extras are what the demo adds to a normal run.
+type extras struct {
+	adminAllowOrigin string            // CORS origin for /debug/sessions
+	onListening      func(addr string) // called once the proxy listens
+}
+
+// serve runs stompgate until a signal (or POST /drain followed by a
+// signal) ends a graceful drain.
+//
+// Ownership: serve owns the three servers (proxy, admin, optional pprof)
+// and the drain goroutine; it returns only after the drain has finished or
+// hit SHUTDOWN_TIMEOUT and every server is shut down.
+func serve(cfg config.Config, log *zap.Logger, x extras) error {
+	m := metrics.New(version)
+	opts, err := proxyOptions(cfg, log, m)
 	if err != nil {
 		return err
 	}
+	h, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	lnTLS, err := cfg.ListenerTLSConfig()
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	if lnTLS != nil {
+		ln = tls.NewListener(ln, lnTLS)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin: listen on %s: %w", cfg.AdminAddr, err)
+	}
+
+	// The drain starts once, from the first signal or POST /drain, and
+	// runs under its own SHUTDOWN_TIMEOUT.
+	drainDone := make(chan struct{})
+	startDrain := sync.OnceFunc(func() {
+		go func() {
+			defer close(drainDone)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			h.Drain(ctx, proxy.DrainOptions{Delay: cfg.ShutdownDelay, Period: cfg.DrainPeriod})
+		}()
+	})
+
+	var check func(context.Context) error
+	if cfg.ReadyChecksUpstream {
+		check = admin.DialCheck(upstreamHostPort(cfg), cfg.UpstreamDialTimeout)
+	}
+	adminSrv := &http.Server{
+		Handler: admin.Handler(admin.Options{
+			Registry:      m.Registry,
+			Draining:      h.Draining,
+			CheckUpstream: check,
+			Drain:         startDrain,
+			Sessions:      func() any { return h.Sessions() },
+			AllowOrigin:   x.adminAllowOrigin,
+			Logger:        log,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          zap.NewStdLog(log),
 	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		ErrorLog:          zap.NewStdLog(log),
 	}
+	errc := make(chan error, 3)
+	go func() { errc <- serveErr("proxy", srv.Serve(ln)) }()
+	go func() { errc <- serveErr("admin", adminSrv.Serve(adminLn)) }()
+	var pprofSrv *http.Server
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			return fmt.Errorf("pprof: listen on %s: %w", cfg.PprofAddr, err)
+		}
+		pprofSrv = &http.Server{Handler: admin.PprofHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { errc <- serveErr("pprof", pprofSrv.Serve(pln)) }()
+	}
+	scheme := "ws"
+	if lnTLS != nil {
+		scheme = "wss"
+	}
 	log.Info("stompgate listening",
 		zap.String("version", version),
-		zap.String("listen", ln.Addr().String()),
+		zap.String("listen", scheme+"://"+ln.Addr().String()),
+		zap.String("admin", adminLn.Addr().String()),
 		zap.String("upstream", cfg.UpstreamURL.String()))
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if x.onListening != nil {
+		x.onListening(ln.Addr().String())
+	}
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
+	var runErr error
 	select {
-	case err := <-errc:
-		return err
+	case runErr = <-errc:
+		log.Error("server failed: shutting down", zap.Error(runErr))
 	case s := <-sig:
-		log.Info("shutting down", zap.String("signal", s.String()))
+		log.Info("shutting down", zap.String("signal", s.String()), zap.Bool("already_draining", h.Draining()))
 	}
-	// Stop accepting, then close every session with 1001 and wait for them,
-	// bounded by the close timeout. A second signal exits at once.
+	// A second signal exits at once.
+	go func() {
+		<-sig
+		log.Warn("second signal: exiting now", zap.Int("sessions", h.ActiveSessions()))
+		_ = log.Sync()
+		os.Exit(1)
+	}()
+	startDrain()
+	select {
+	case <-drainDone:
+	case <-time.After(cfg.ShutdownTimeout + cfg.CloseTimeout + time.Second):
+		// Only when a POST /drain started long ago is stuck: never wait
+		// past the pod's grace period.
+		log.Warn("drain did not finish in time", zap.Int("sessions", h.ActiveSessions()))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-sig:
-			log.Warn("second signal: exiting now")
-			os.Exit(1)
-		case <-ctx.Done():
-		}
-	}()
 	_ = srv.Shutdown(ctx)
-	h.CloseAll(1001, "stompgate shutting down")
-	done := make(chan struct{})
-	go func() { h.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(cfg.CloseTimeout + time.Second):
-		log.Warn("sessions still open at exit", zap.Int("sessions", h.ActiveSessions()))
+	_ = adminSrv.Shutdown(ctx)
+	if pprofSrv != nil {
+		_ = pprofSrv.Shutdown(ctx)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	log.Info("stopped", zap.Int("sessions_left", h.ActiveSessions()))
+	return runErr
+}
+
+// serveErr names which server stopped, and hides the expected
+// ErrServerClosed.
+func serveErr(name string, err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%s server: %w", name, err)
+}
+
+// upstreamHostPort is the upstream's TCP address, for the readiness dial.
+func upstreamHostPort(cfg config.Config) string {
+	u := cfg.UpstreamURL.URL
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "wss" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 func goVersion() string {

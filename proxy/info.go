@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"sort"
+	"time"
+
+	"github.com/stompgate/stompgate/inspect"
+)
+
+// SessionInfo is a snapshot of one session for the admin API
+// (/debug/sessions). It carries no header values, credentials or bodies.
+type SessionInfo struct {
+	ID               string     `json:"id"`
+	Remote           string     `json:"remote"`
+	Path             string     `json:"path"`
+	Subprotocol      string     `json:"subprotocol"`
+	Started          time.Time  `json:"started"`
+	ClientMessages   int64      `json:"client_messages"`
+	UpstreamMessages int64      `json:"upstream_messages"`
+	ClientBytes      int64      `json:"client_bytes"`
+	UpstreamBytes    int64      `json:"upstream_bytes"`
+	STOMP            *STOMPInfo `json:"stomp,omitempty"` // nil: not STOMP
+}
+
+// STOMPInfo is the STOMP side of a SessionInfo: each hop's negotiated
+// heart-beat contract and when stompgate last heard from and wrote to each
+// peer.
+type STOMPInfo struct {
+	Mode      string  `json:"mode"`
+	Version   string  `json:"version"` // negotiated, "" before CONNECTED
+	Connected bool    `json:"connected"`
+	Client    HopInfo `json:"client"`
+	Upstream  HopInfo `json:"upstream"`
+}
+
+// HopInfo describes one hop (client ↔ stompgate or stompgate ↔ broker).
+type HopInfo struct {
+	// HeartBeatOffered is what the peer put in its CONNECT (client) or
+	// CONNECTED (broker); HeartBeatSent is what stompgate put in the frame
+	// it sent that peer.
+	HeartBeatOffered string `json:"heart_beat_offered"`
+	HeartBeatSent    string `json:"heart_beat_sent"`
+	// SendPeriodMS is how often stompgate must send on this hop; 0 none.
+	// ReceivePeriodMS is how often the peer must send; 0 none.
+	SendPeriodMS       int64            `json:"send_period_ms"`
+	ReceivePeriodMS    int64            `json:"receive_period_ms"`
+	HeartbeatsReceived int64            `json:"heartbeats_received"`
+	HeartbeatsSent     int64            `json:"heartbeats_sent"`
+	PingsSent          int64            `json:"pings_sent,omitempty"`
+	PongsReceived      int64            `json:"pongs_received,omitempty"`
+	LastRead           time.Time        `json:"last_read"`
+	LastWrite          time.Time        `json:"last_write"`
+	Frames             map[string]int64 `json:"frames_received"`
+}
+
+// Sessions returns a snapshot of every open session, oldest first.
+func (h *Handler) Sessions() []SessionInfo {
+	h.mu.Lock()
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	out := make([]SessionInfo, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, s.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+func (s *Session) info() SessionInfo {
+	si := SessionInfo{
+		ID:               s.id,
+		Remote:           s.remote,
+		Path:             s.path,
+		Subprotocol:      s.client.conn.Subprotocol(),
+		Started:          s.start,
+		ClientMessages:   s.client.msgs.Load(),
+		UpstreamMessages: s.upstream.msgs.Load(),
+		ClientBytes:      s.client.bytes.Load(),
+		UpstreamBytes:    s.upstream.bytes.Load(),
+	}
+	st := s.stomp
+	if st == nil || st.disabled.Load() {
+		return si
+	}
+	st.kaMu.Lock()
+	up, down := st.ka.Periods()
+	clientHB, sentUpHB, upHB, sentDownHB, version := st.clientHB, st.sentUpHB, st.upHB, st.sentDownHB, st.version
+	st.kaMu.Unlock()
+	connected := st.connected.Load()
+	si.STOMP = &STOMPInfo{
+		Mode:      st.mode.String(),
+		Connected: connected,
+		Client: HopInfo{
+			SendPeriodMS:       down.Send.Milliseconds(),
+			ReceivePeriodMS:    down.Recv.Milliseconds(),
+			HeartbeatsReceived: st.fromC.eols.Load(),
+			HeartbeatsSent:     st.eolsSentDown.Load(),
+			PingsSent:          st.pingsSent.Load(),
+			PongsReceived:      st.pongsReceived.Load(),
+			LastRead:           fromNanos(st.clientRead.Load()),
+			LastWrite:          fromNanos(st.clientWrite.Load()),
+			Frames:             frameCounts(&st.fromC),
+		},
+		Upstream: HopInfo{
+			SendPeriodMS:       up.Send.Milliseconds(),
+			ReceivePeriodMS:    up.Recv.Milliseconds(),
+			HeartbeatsReceived: st.fromU.eols.Load(),
+			HeartbeatsSent:     st.eolsSentUp.Load(),
+			LastRead:           fromNanos(st.upstreamRead.Load()),
+			LastWrite:          fromNanos(st.upstreamWrite.Load()),
+			Frames:             frameCounts(&st.fromU),
+		},
+	}
+	if st.connectSeen.Load() {
+		si.STOMP.Client.HeartBeatOffered = clientHB.String()
+		si.STOMP.Upstream.HeartBeatSent = sentUpHB.String()
+	}
+	if connected {
+		si.STOMP.Version = version.String()
+		si.STOMP.Upstream.HeartBeatOffered = upHB.String()
+		si.STOMP.Client.HeartBeatSent = sentDownHB.String()
+	}
+	return si
+}
+
+func frameCounts(d *dirState) map[string]int64 {
+	m := make(map[string]int64)
+	for cmd := range d.frames {
+		if n := d.frames[cmd].Load(); n > 0 {
+			m[inspect.Command(cmd).String()] = n
+		}
+	}
+	return m
+}
