@@ -3,11 +3,14 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,42 +79,94 @@ func TestBinaryCLI(t *testing.T) {
 }
 
 // The real binary, configured by the environment, proxies a session to
-// RabbitMQ, logs it without credentials, and exits 0 on SIGTERM.
+// RabbitMQ; its admin port answers probes, /metrics (scraped after the real
+// session) and /debug/sessions; SIGTERM fails readiness at once, drains the
+// session with STOMP ERROR + 1012, and the process exits 0; the log has no
+// credentials.
 func TestBinaryServesAndStops(t *testing.T) {
 	origin, path := rabbit(t)
 	bin := buildStompgate(t)
-	addr := freeAddr(t)
+	addr, adminAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = []string{
 		"STOMPGATE_UPSTREAM_URL=" + origin,
 		"STOMPGATE_LISTEN_ADDR=" + addr,
+		"STOMPGATE_ADMIN_ADDR=" + adminAddr,
 		"STOMPGATE_CLOSE_TIMEOUT=1s",
+		"STOMPGATE_SHUTDOWN_DELAY=300ms",
+		"STOMPGATE_DRAIN_PERIOD=500ms",
+		"STOMPGATE_SHUTDOWN_TIMEOUT=3s",
 		"STOMPGATE_LOG_LEVEL=debug",
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	admin := func(method, p string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+adminAddr+p, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+		if code, _ := admin("GET", "/livez"); code == http.StatusOK {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("stompgate did not listen on %s:\n%s", addr, logs.String())
+			t.Fatalf("stompgate's admin server did not answer on %s:\n%s", adminAddr, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if code, body := admin("GET", "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz before the drain: %d %s", code, body)
+	}
+	if code, _ := admin("GET", "/drain"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /drain: %d, want 405", code)
+	}
+
 	c, _, err := dialStomp(t, "ws://"+addr+path, nil, "v12.stomp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.connect()
+	dest := "/queue/stompgate-e2e-" + t.Name()
+	c.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest))
+	c.send(encode("SEND", []byte("metered"), "destination", dest))
+	c.mustRead(5*time.Second, "MESSAGE")
+
+	_, metrics := admin("GET", "/metrics")
+	for _, want := range []string{
+		`stompgate_handshakes_total{result="ok"} 1`,
+		`stompgate_sessions_active 1`,
+		`stompgate_frames_total{command="CONNECT",direction="client_to_upstream"} 1`,
+		`stompgate_frames_total{command="SEND",direction="client_to_upstream"} 1`,
+		`stompgate_frames_total{command="MESSAGE",direction="upstream_to_client"} 1`,
+		`stompgate_build_info{goversion=`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code, body := admin("GET", "/debug/sessions"); code != http.StatusOK || !strings.Contains(body, `"connected": true`) || !strings.Contains(body, `"heart_beat_sent": "10000,10000"`) {
+		t.Errorf("/debug/sessions: %d %s", code, body)
+	}
+
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 250*time.Millisecond, func() bool { code, _ := admin("GET", "/readyz"); return code == http.StatusServiceUnavailable })
+	o := observe(c, 3*time.Second)
+	if o.CloseCode != 1012 || len(o.Frames) == 0 || !strings.Contains(o.Frames[len(o.Frames)-1], "server restarting, reconnect") {
+		t.Errorf("drained client saw %+v, want ERROR 'server restarting, reconnect' then close 1012", o)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
@@ -130,4 +185,35 @@ func TestBinaryServesAndStops(t *testing.T) {
 	if strings.Contains(out, "guest") {
 		t.Errorf("credentials in the log:\n%s", out)
 	}
+}
+
+// waitUntil polls cond for up to within.
+func waitUntil(t testing.TB, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a child process's output can be copied into
+// while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -210,7 +210,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	log := h.opts.Logger.With(
 		zap.String("remote", r.RemoteAddr),
 		zap.String("path", r.URL.Path),
-		zap.String("upstream", target.Redacted()),
+		// Without the query: browsers often carry tokens there.
+		zap.String("upstream", redactedNoQuery(target)),
 	)
 
 	header := endToEnd(r.Header)
@@ -376,4 +377,11 @@ func dialFailure(err error) (status int, reason string) {
 		return http.StatusGatewayTimeout, "upstream timed out"
 	}
 	return http.StatusBadGateway, "upstream unreachable"
+}
+
+// redactedNoQuery prints u for logs: no password, no query, no fragment.
+func redactedNoQuery(u *url.URL) string {
+	c := *u
+	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
+	return c.Redacted()
 }

@@ -459,7 +459,7 @@ func (s *Session) finish(e end) {
 // ERROR frames.
 func (s *Session) versionOr() inspect.Version {
 	if s.stomp != nil {
-		return s.stomp.version
+		return s.stomp.negotiatedVersion()
 	}
 	return inspect.VersionUnknown
 }

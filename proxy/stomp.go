@@ -104,6 +104,14 @@ func newStompStateFor(o *Options, proto string, start time.Time) *stompState {
 	return st
 }
 
+// negotiatedVersion is the version from CONNECTED, for escaping
+// stompgate's own frames; safe from any goroutine.
+func (st *stompState) negotiatedVersion() inspect.Version {
+	st.kaMu.Lock()
+	defer st.kaMu.Unlock()
+	return st.version
+}
+
 func nanos(t time.Time) int64 { return t.UnixNano() }
 
 func fromNanos(n int64) time.Time {
@@ -361,7 +369,7 @@ func (s *Session) tellClient(message string) {
 		return
 	}
 	st.sawError.Store(true)
-	s.writeFrame(s.client, &st.fromU, errorFrame(st.version, message), int(st.lastTypeToClient.Load()))
+	s.writeFrame(s.client, &st.fromU, errorFrame(st.negotiatedVersion(), message), int(st.lastTypeToClient.Load()))
 }
 
 // filter scans one chunk read from src and writes what the other side must
