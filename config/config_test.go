@@ -118,3 +118,60 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 		t.Fatal("docs/configuration.md is stale: run `go run ./cmd/stompgate config docs > docs/configuration.md`")
 	}
 }
+
+func TestOriginList(t *testing.T) {
+	var l OriginList
+	if err := l.UnmarshalText([]byte(" https://App.example.com, https://*.example.org ,")); err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[string]bool{
+		"https://app.example.com":            true,
+		"https://APP.example.com":            true,
+		"http://app.example.com":             false,
+		"https://a.example.org":              true,
+		"https://a.b.example.org":            true,
+		"https://example.org":                false,
+		"https://evilexample.org":            false,
+		"https://a.example.org.evil.com":     false,
+		"http://a.example.org":               false,
+		"https://app.example.com:8443":       false,
+		"https://x.example.org/.example.org": false,
+	} {
+		if got := l.Allows(origin); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", origin, got, want)
+		}
+	}
+	for _, bad := range []string{"example.com", "https://a.*.example.com", "https://example.com/path", "*"} {
+		if err := l.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestOperationsValidation(t *testing.T) {
+	_, err := Load([]string{
+		"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:1",
+		"STOMPGATE_PPROF_ADDR=0.0.0.0:6060",
+		"STOMPGATE_TLS_CERT_FILE=/nonexistent.pem",
+		"STOMPGATE_UPSTREAM_CA_FILE=/nonexistent-ca.pem",
+		"STOMPGATE_SHUTDOWN_TIMEOUT=10s",
+		"STOMPGATE_MAX_CONNECTIONS=-1",
+		"STOMPGATE_HANDSHAKE_BURST_PER_IP=0",
+		"STOMPGATE_MAX_CLIENT_MESSAGE_BYTES=10",
+	})
+	if err == nil {
+		t.Fatal("invalid operations settings accepted")
+	}
+	for _, name := range []string{"PPROF_ADDR", "TLS_CERT_FILE", "UPSTREAM_URL", "SHUTDOWN_TIMEOUT", "MAX_CONNECTIONS", "HANDSHAKE_BURST_PER_IP", "MAX_CLIENT_MESSAGE_BYTES"} {
+		if !strings.Contains(err.Error(), Prefix+name) {
+			t.Errorf("error does not name %s%s:\n%v", Prefix, name, err)
+		}
+	}
+	cfg, err := Load([]string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:1", "STOMPGATE_PPROF_ADDR=127.0.0.1:6060", "STOMPGATE_MAX_UPSTREAM_MESSAGE_BYTES=2MiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, u := cfg.MessageLimits(); c != 1<<20 || u != 2<<20 {
+		t.Errorf("message limits %d, %d", c, u)
+	}
+}
