@@ -51,7 +51,7 @@ type Config struct {
 	TrustedProxies      PrefixList    `env:"TRUSTED_PROXIES" desc:"Comma-separated CIDRs (or single IPs) whose X-Forwarded-For/-Proto/-Host headers are trusted and extended; from anyone else they are replaced. Empty trusts nobody."`
 
 	StompStrict    bool     `env:"STOMP_STRICT" envDefault:"false" desc:"Refuse sessions that are not STOMP (subprotocol not v1x.stomp, or a first client frame other than CONNECT/STOMP) with close 1002 and a reason, instead of passing them through unscanned."`
-	MaxFrameBytes  ByteSize `env:"MAX_FRAME_BYTES" envDefault:"0" desc:"Largest STOMP frame accepted from either side (frames may span WebSocket messages); 0 means STOMPGATE_MAX_MESSAGE_BYTES. Spring's own default is 64 KiB. A larger frame gets a STOMP ERROR, then close 1009."`
+	MaxFrameBytes  ByteSize `env:"MAX_FRAME_BYTES" envDefault:"0" desc:"Largest STOMP frame accepted from either side (frames may span WebSocket messages); 0 means the larger of the two per-direction message limits. Spring's own default is 64 KiB. A larger frame gets a STOMP ERROR, then close 1009."`
 	MaxHeaderBytes ByteSize `env:"MAX_HEADER_BYTES" envDefault:"64KiB" desc:"Largest STOMP header section (command line through the blank line)."`
 	MaxHeaders     int      `env:"MAX_HEADERS" envDefault:"100" desc:"Most header lines in one STOMP frame (RabbitMQ's limit is 100)."`
 
@@ -367,7 +367,8 @@ func (c *Config) FrameLimit() int64 {
 	if c.MaxFrameBytes > 0 {
 		return int64(c.MaxFrameBytes)
 	}
-	return int64(c.MaxMessageBytes)
+	fromClient, fromUpstream := c.MessageLimits()
+	return max(fromClient, fromUpstream)
 }
 
 // HeartBeat is a heart-beat header value, "<send>,<receive>" in milliseconds.

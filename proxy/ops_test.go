@@ -420,3 +420,88 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A client that stops reading is treated as gone: once a write to it times
+// out, the broker gets a DISCONNECT (and so drops the subscriptions) before
+// its close.
+func TestClientThatStopsReadingIsDisconnected(t *testing.T) {
+	_, _, b := connectedSession(t, func(o *Options) {
+		stompOpts(nil)(o)
+		o.WriteTimeout = 200 * time.Millisecond
+	})
+	msg := append([]byte("MESSAGE\ndestination:/topic/a\nsubscription:0\nmessage-id:1\n\n"), bytes.Repeat([]byte("x"), 64<<10)...)
+	msg = append(msg, 0)
+	got := make(chan string, 1)
+	go func() {
+		for {
+			_, m, err := b.ReadMessage()
+			if err != nil {
+				close(got)
+				return
+			}
+			if strings.HasPrefix(string(m), "DISCONNECT\n") {
+				got <- string(m)
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b.SetWriteDeadline(time.Now().Add(time.Second))
+		if err := b.WriteMessage(websocket.TextMessage, msg); err != nil {
+			break
+		}
+		select {
+		case d, ok := <-got:
+			if !ok {
+				t.Fatal("broker connection ended without a DISCONNECT")
+			}
+			if !strings.Contains(d, "receipt:stompgate-gone-") {
+				t.Fatalf("DISCONNECT without stompgate's receipt: %q", d)
+			}
+			return
+		default:
+		}
+	}
+	select {
+	case d, ok := <-got:
+		if ok && strings.HasPrefix(d, "DISCONNECT") {
+			return
+		}
+	case <-time.After(2 * time.Second):
+	}
+	t.Fatal("the broker got no DISCONNECT for a client that stopped reading")
+}
+
+// A broker message over the limit: the client is told in a STOMP ERROR
+// before its close, not only by the close code.
+func TestOversizedUpstreamMessageGivesStompError(t *testing.T) {
+	_, c, b := connectedSession(t, func(o *Options) {
+		stompOpts(nil)(o)
+		o.MaxUpstreamMessageBytes = 1024
+	})
+	b.WriteMessage(websocket.TextMessage, append([]byte("MESSAGE\ndestination:/a\n\n"), bytes.Repeat([]byte("y"), 2048)...))
+	var errFrame string
+	for {
+		_, m, err := readMsgRaw(c)
+		if err != nil {
+			ce, ok := err.(*websocket.CloseError)
+			if !ok || ce.Code != websocket.CloseInternalServerErr {
+				t.Fatalf("want close 1011, got %v", err)
+			}
+			break
+		}
+		if strings.HasPrefix(m, "ERROR\n") {
+			errFrame = m
+		}
+	}
+	if !strings.Contains(errFrame, "message:upstream sent a message over 1024 bytes\n") {
+		t.Fatalf("ERROR frame %q", errFrame)
+	}
+}
+
+func readMsgRaw(c *websocket.Conn) (int, string, error) {
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	mt, b, err := c.ReadMessage()
+	return mt, string(b), err
+}

@@ -274,7 +274,16 @@ func (s *Session) pump(src, dst *leg) end {
 			}
 		}
 		if werr != nil {
-			s.finish(end{leg: dst, kind: endLost, err: werr})
+			e := end{leg: dst, kind: endLost, err: werr}
+			if dst == s.client && !s.closing.Load() {
+				// A client that stopped reading is as gone as one whose TCP
+				// died: the broker gets its DISCONNECT. In its own goroutine,
+				// because this pump must keep reading to see the RECEIPT;
+				// it ends within CloseTimeout, by calling finish.
+				go s.clientGone(e)
+			} else {
+				s.finish(e)
+			}
 		}
 	}
 }
@@ -407,6 +416,11 @@ func (s *Session) finish(e end) {
 		case endTooBig:
 			s.closedBy = "proxy"
 			s.ending = fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit)
+			if e.leg == s.upstream {
+				s.tellClient(s.ending)
+			} else {
+				s.tellClient(fmt.Sprintf("message exceeds %d bytes", limit))
+			}
 			s.sendClose(e.leg, websocket.CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", limit))
 			code := websocket.CloseInternalServerErr
 			if other == s.upstream {

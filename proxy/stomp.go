@@ -687,6 +687,9 @@ func (c commandCounts) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 }
 
 func describeClose(code int, text string) string {
+	if code == websocket.CloseNoStatusReceived {
+		return "upstream closed the connection without a status code"
+	}
 	if text == "" {
 		return fmt.Sprintf("upstream closed the connection with %d", code)
 	}
