@@ -14,8 +14,9 @@
 #   RabbitMQ STOMP       127.0.0.1:61613
 #   RabbitMQ AMQP        127.0.0.1:5672
 #   Erlang distribution  127.0.0.1:25672, epmd 127.0.0.1:4369
-# nginx and python3-websockets are only installed: tests start their own
-# nginx instances (e2e/peers.StartNginx) and python clients.
+# nginx, python3-websockets and chromium are only installed: tests start their
+# own nginx instances (e2e/peers.StartNginx), python clients, and headless
+# Chromium (driven by playwright-core from e2e/js, for the demo page's test).
 #
 # State (config, data, logs) lives in $STOMPGATE_PEERS_DIR, default
 # /tmp/stompgate-peers; the RabbitMQ log is $STOMPGATE_PEERS_DIR/rabbitmq/log/rabbit.log.
@@ -33,7 +34,7 @@ DIST_PORT=25672
 RMQ_NODENAME=stompgate@localhost
 RMQ_START_TIMEOUT=${RMQ_START_TIMEOUT:-90}
 
-APT_PACKAGES=(rabbitmq-server nginx python3-websockets)
+APT_PACKAGES=(rabbitmq-server nginx python3-websockets chromium)
 
 log() { printf 'test-deps: %s\n' "$*"; }
 die() {

@@ -1,8 +1,9 @@
 // Package demo is what `stompgate demo` puts behind stompgate: the
 // Spring-semantics test broker (internal/springbroker) at /ws and a page at
-// / that connects through stompgate with @stomp/stompjs, subscribes, sends,
-// and shows both hops' heart-beat contracts from the admin API's
-// /debug/sessions.
+// / (page.html, self-contained: its own small STOMP 1.2 client, no
+// external scripts) that connects through stompgate, subscribes to
+// /topic/demo, sends, and shows both hops' heart-beat contracts and
+// counters from the admin API's /debug/sessions.
 //
 // It is a demonstration and a test fixture, not a broker to deploy.
 package demo

@@ -1,0 +1,134 @@
+package demo
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func serve(t *testing.T, o Options) *httptest.Server {
+	t.Helper()
+	d := New(o)
+	srv := httptest.NewServer(d)
+	t.Cleanup(func() {
+		d.Close()
+		srv.Close()
+	})
+	return srv
+}
+
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// The page names the admin port, carries the ids the Chromium test reads,
+// and loads nothing from elsewhere: the demo runs without a network.
+func TestPage(t *testing.T) {
+	srv := serve(t, Options{AdminPort: "19095"})
+	resp, body := get(t, srv.URL+"/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /: %s", resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if !strings.Contains(body, `data-admin-port="19095"`) {
+		t.Errorf("the page does not carry the admin port")
+	}
+	for _, id := range []string{"state", "close", "stomp-error", "message-input", "send", "messages",
+		"page-hb-sent", "page-hb-received", "sessions", "session-count", "admin-status"} {
+		if !strings.Contains(body, `id="`+id+`"`) {
+			t.Errorf("no element with id %q", id)
+		}
+	}
+	// The per-session cells get ids hb-<hop>-<row> from the script.
+	if !strings.Contains(body, `td.id = "hb-" + hop + "-" + key`) || !strings.Contains(body, `["sent", `) || !strings.Contains(body, `["received", `) {
+		t.Errorf("the script no longer names the cells hb-<hop>-sent / -received")
+	}
+	external := regexp.MustCompile(`(?i)(<script[^>]+src=|<link[^>]+href="(https?:)?//|<img|@import|url\(|https://)`)
+	if m := external.FindString(body); m != "" {
+		t.Errorf("the page loads something from elsewhere: %q", m)
+	}
+}
+
+func TestPageEscapesAdminPort(t *testing.T) {
+	srv := serve(t, Options{AdminPort: `1"><script>x()</script>`})
+	_, body := get(t, srv.URL+"/")
+	if strings.Contains(body, `<script>x()`) {
+		t.Errorf("AdminPort is not escaped:\n%s", body)
+	}
+}
+
+func TestUnknownPathIs404(t *testing.T) {
+	srv := serve(t, Options{AdminPort: "9095"})
+	for _, path := range []string{"/nope", "/ws/x", "/index.html"} {
+		if resp, _ := get(t, srv.URL+path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %s, want 404", path, resp.Status)
+		}
+	}
+}
+
+// /ws is the broker: what the page does (CONNECT, SUBSCRIBE /topic/demo,
+// SEND there) gets the message back, with the broker's heart-beat.
+func TestBrokerAtWS(t *testing.T) {
+	srv := serve(t, Options{AdminPort: "9095", HeartBeat: [2]time.Duration{2 * time.Second, 2 * time.Second}})
+	d := websocket.Dialer{Subprotocols: []string{"v12.stomp", "v11.stomp"}, HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", http.Header{"Origin": {"http://localhost:8090"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Subprotocol() != "v12.stomp" {
+		t.Errorf("subprotocol %q", c.Subprotocol())
+	}
+	send := func(s string) {
+		t.Helper()
+		if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() string {
+		t.Helper()
+		for {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := strings.TrimLeft(string(b), "\r\n"); s != "" {
+				return s
+			}
+		}
+	}
+	send("CONNECT\naccept-version:1.2,1.1\nhost:localhost\nheart-beat:0,0\n\n\x00")
+	if f := read(); !strings.HasPrefix(f, "CONNECTED\n") || !strings.Contains(f, "\nversion:1.2\n") {
+		t.Fatalf("got %q, want CONNECTED version 1.2", f)
+	}
+	send("SUBSCRIBE\nid:demo-0\ndestination:/topic/demo\nack:auto\n\n\x00")
+	send("SEND\ndestination:/topic/demo\ncontent-type:text/plain;charset=utf-8\ncontent-length:5\n\nhello\x00")
+	f := read()
+	if !strings.HasPrefix(f, "MESSAGE\n") || !strings.Contains(f, "\ndestination:/topic/demo\n") || !strings.HasSuffix(f, "\n\nhello\x00") {
+		t.Fatalf("got %q, want the MESSAGE on /topic/demo", f)
+	}
+}
