@@ -34,7 +34,7 @@ DIST_PORT=25672
 RMQ_NODENAME=stompgate@localhost
 RMQ_START_TIMEOUT=${RMQ_START_TIMEOUT:-90}
 
-APT_PACKAGES=(rabbitmq-server nginx python3-websockets chromium)
+APT_PACKAGES=(rabbitmq-server nginx python3-websockets chromium python3-yaml file curl)
 
 log() { printf 'test-deps: %s\n' "$*"; }
 die() {
