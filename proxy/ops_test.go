@@ -229,7 +229,6 @@ func TestDrainSpreadsClosesWithErrorAnd1012(t *testing.T) {
 	}
 	// Within the delay a new client is still admitted; it is drained too.
 	late := stompClient(t, p.url("/ws"))
-	clients = append(clients, late)
 	wg.Add(1)
 	go watch(n, late)
 
