@@ -143,6 +143,14 @@ type Handler struct {
 	sessions map[*Session]struct{}
 }
 
+// readBufferSize is each connection's read buffer, held for the whole
+// session: the largest part of an idle session's memory. A small one costs
+// little: bufio reads a payload larger than its buffer straight into the
+// pump's pooled 32 KiB chunk, so big messages take no extra system calls;
+// only several small frames arriving together are read in more calls.
+// net/http's 4 KiB reader is not reused for the same reason.
+const readBufferSize = 1024
+
 // writeBufferPool is shared by every connection: a write buffer is held only
 // while a message is being written, so idle sessions hold none.
 var writeBufferPool = &sync.Pool{}
@@ -162,12 +170,13 @@ func New(opts Options) (*Handler, error) {
 		Proxy:            nil, // a sidecar talks to its pod's broker directly
 		HandshakeTimeout: opts.DialTimeout,
 		TLSClientConfig:  opts.TLSClientConfig,
-		ReadBufferSize:   4096,
+		ReadBufferSize:   readBufferSize,
 		WriteBufferSize:  16 << 10,
 		WriteBufferPool:  writeBufferPool,
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: opts.HandshakeTimeout,
+		ReadBufferSize:   readBufferSize,
 		WriteBufferSize:  16 << 10,
 		WriteBufferPool:  writeBufferPool,
 		// The upstream sees the client's Origin and decides; stompgate's own
@@ -231,7 +240,12 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason), zap.String("origin", r.Header.Get("Origin")))
 		return
 	}
-	defer h.release()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			h.release()
+		}
+	}()
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.DialTimeout)
 	upConn, resp, err := h.dialer.DialContext(ctx, target.String(), header)
@@ -264,8 +278,17 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	h.metrics.Handshake(metrics.HandshakeOK)
 	s := newSession(h, clientConn, upConn, log, r)
 	h.track(s, true)
-	defer h.track(s, false)
-	s.run()
+	// The session runs on its own goroutine, owned by the Handler (Wait,
+	// Drain and CloseAll reach it through h.sessions), so that this
+	// handler returns and net/http frees what it holds per connection
+	// (its 4 KiB write buffer, the request, a stack grown by parsing):
+	// about half of an idle session's memory otherwise.
+	handedOff = true
+	go func() {
+		defer h.release()
+		defer h.track(s, false)
+		s.run()
+	}()
 }
 
 func (h *Handler) track(s *Session, add bool) {

@@ -203,7 +203,14 @@ func (s *Session) pump(src, dst *leg) end {
 		var n int64
 		var rerr error
 		for {
-			k, err := r.Read(buf)
+			// Fill the chunk before forwarding it: a message that fits is
+			// checked against the limit before any of it is written (so an
+			// oversized one can still get a STOMP ERROR), and the scanner
+			// and writer run once per chunk, not once per small read.
+			k, err := io.ReadFull(r, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
 			n += int64(k)
 			if readStamp != nil && k > 0 {
 				readStamp.Store(nanos(time.Now()))
