@@ -60,3 +60,21 @@ image-check:
 .PHONY: deploy-check
 deploy-check:
 	bash docs/deploy/check.sh
+
+# Soak test (issue 6; not part of `make test`): 9,900 STOMP sessions through
+# stompgate to the Spring-semantics test broker, 1 s heart-beats on both
+# hops, held 10 minutes; prints a markdown report and also writes it to
+# bench/soak/last-run.md. SOAK_QUICK=1 runs 500 sessions × 60 s (report on
+# stdout only); SOAK_FLAGS passes flags (go run ./bench/soak -h).
+.PHONY: soak
+soak:
+	$(GO) run ./bench/soak $(SOAK_FLAGS)
+
+# Proxy benchmark against nginx and no proxy (bench/cmd/stompbench): about 9
+# minutes on 2 CPUs, writes its tables into docs/performance.md. BENCH_QUICK=1
+# is a 1-minute development run that leaves the docs alone; BENCH_FLAGS passes
+# flags (go run ./bench/cmd/stompbench run -h).
+.PHONY: bench
+bench:
+	bash bench/deps.sh
+	$(GO) run ./bench/cmd/stompbench run -command "make bench$(if $(BENCH_QUICK), BENCH_QUICK=1)$(if $(BENCH_FLAGS), BENCH_FLAGS='$(BENCH_FLAGS)')" $(if $(BENCH_QUICK),-quick,-docs docs/performance.md) $(BENCH_FLAGS)
