@@ -217,3 +217,56 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A second SIGTERM during a drain exits at once, whatever is still open.
+func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
+	bin := buildStompgate(t)
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:1", // never dialled: no session needed
+		"STOMPGATE_LISTEN_ADDR=" + addr,
+		"STOMPGATE_ADMIN_ADDR=" + adminAddr,
+		"STOMPGATE_SHUTDOWN_DELAY=20s",
+		"STOMPGATE_DRAIN_PERIOD=5s",
+		"STOMPGATE_SHUTDOWN_TIMEOUT=30s",
+	}
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitUntil(t, 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitUntil(t, 2*time.Second, func() bool { return strings.Contains(logs.String(), `"msg":"draining"`) })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("exited after the first signal, during a 20s shutdown delay: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("second signal: %v, want exit status 1", err)
+		}
+		t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+	case <-time.After(2 * time.Second):
+		t.Fatalf("still running 2s after the second signal:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "second signal: exiting now") {
+		t.Errorf("no log line for the second signal:\n%s", logs.String())
+	}
+}
