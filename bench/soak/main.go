@@ -930,7 +930,10 @@ func (r *run) waitRelease() {
 			}
 			cancel()
 		}
-		gOK := r.metricsOK && g >= 0 && g <= r.baseline.Goroutines
+		// The baseline is a range (min–max of goroutinesScrapes scrapes of
+		// the idle process: scrapes themselves add short-lived goroutines);
+		// back to baseline is within it.
+		gOK := r.metricsOK && g >= 0 && g <= r.baseline.GoroutinesMax
 		fdOK := perr == nil && ps.FDs <= r.baseline.SG.FDs
 		sOK := !r.metricsOK || sess == 0
 		since := now.Sub(r.leaveLast)
@@ -943,8 +946,8 @@ func (r *run) waitRelease() {
 		if gOK && r.goroutinesBackAt == nil {
 			r.goroutinesBackAt = &since
 		}
-		last = fmt.Sprintf("goroutines %s (baseline %s), fds %d (baseline %d), sessions_active %s",
-			na(g), na(r.baseline.Goroutines), ps.FDs, r.baseline.SG.FDs, na(sess))
+		last = fmt.Sprintf("goroutines %s (baseline %s–%d), fds %d (baseline %d), sessions_active %s",
+			na(g), na(r.baseline.Goroutines), r.baseline.GoroutinesMax, ps.FDs, r.baseline.SG.FDs, na(sess))
 		// A trace of the polls whose values changed, times relative to the
 		// last client's end.
 		if vals := fmt.Sprintf("sessions_active %s, goroutines %s, fds %d, broker connections %s", na(sess), na(g), ps.FDs, na(bconns)); vals != prevVals {

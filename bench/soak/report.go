@@ -257,7 +257,19 @@ func (r *run) verdicts() []verdict {
 		pass:   est == r.o.sessions})
 	total, parts := r.unexpectedFigures()
 	vs = append(vs, verdict{name: "0 unexpected closes", figure: fmt.Sprintf("%d: %s", total, strings.Join(parts, "; ")), pass: total == 0})
-	vs = append(vs, r.judgeRSS())
+	// Flatness means nothing once sessions were lost in the window.
+	lost := ""
+	for _, s := range r.judged() {
+		if s.ClientsUp < est {
+			lost = fmt.Sprintf("not meaningful: only %d of %d sessions were up during the judged window; ", s.ClientsUp, est)
+			break
+		}
+	}
+	rss := r.judgeRSS()
+	if lost != "" {
+		rss.pass, rss.figure = false, lost+rss.figure
+	}
+	vs = append(vs, rss)
 	for _, d := range r.seriesDefs() {
 		if !d.criterion {
 			continue
@@ -265,6 +277,9 @@ func (r *run) verdicts() []verdict {
 		f := r.flatFor(d)
 		name := d.name + " flat after warm-up"
 		switch {
+		case lost != "":
+			vs = append(vs, verdict{name: name, figure: fmt.Sprintf("%s%d samples: first %s, last %s, min %s, max %s",
+				lost, f.n, d.fmt(f.first), d.fmt(f.last), d.fmt(f.lo), d.fmt(f.hi))})
 		case f.absent && d.absentIfNegative && !r.metricsOK:
 			vs = append(vs, verdict{name: name, figure: "n/a: /metrics not reachable (" + r.metricsErr + ")"})
 		case f.absent:
@@ -484,7 +499,7 @@ func (r *run) report() string {
 	if r.brokerReleased {
 		w("- Broker: no connection left %v after the last client left\n", r.brokerReleaseAfterLeft.Round(time.Millisecond))
 	}
-	w("- Baseline: stompgate RSS %.1f MiB, %d fds, %d threads, %s goroutines\n", mib(r.baseline.SG.RSSKB), r.baseline.SG.FDs, r.baseline.SG.Threads, na(r.baseline.Goroutines))
+	w("- Baseline: stompgate RSS %.1f MiB, %d fds, %d threads, %s–%d goroutines\n", mib(r.baseline.SG.RSSKB), r.baseline.SG.FDs, r.baseline.SG.Threads, na(r.baseline.Goroutines), r.baseline.GoroutinesMax)
 	fb := r.finalBroker
 	w("- Broker over the run: %d sessions opened, %d ended (%d before the clients left, the priming session excluded), %d read timeouts, %d ERRORs sent\n",
 		fb.Opened, fb.Closed, r.preLeaveBroker.Closed-r.baselineBroker.Closed, fb.ReadTimeouts, fb.ErrorsSent)
@@ -497,9 +512,19 @@ func (r *run) report() string {
 		}
 		w(" (silences over 2 s ending in each second: %s)", clip(strings.Join(parts, ", "), 1500))
 	}
-	if total, _ := r.unexpectedFigures(); total > 0 && fb.SilencesOver3s > 0 && r.preLeaveMetrics != nil &&
-		r.preLeaveMetrics.byLabels("stompgate_liveness_failures_total")[`hop="upstream",reason="heartbeat_timeout"`] > 0 {
-		w("\n  - diagnosis: stompgate ended sessions with \"upstream heart-beat timeout\" and the broker left sessions without any write for over 3 s (its heart-beat task is one goroutine for all sessions, scheduled with a fixed delay after each pass, and, as in Spring, only heart-beats sessions idle for more than the period): the broker, not stompgate, fell behind")
+	var upTimeouts float64
+	if r.preLeaveMetrics != nil {
+		upTimeouts = r.preLeaveMetrics.byLabels("stompgate_liveness_failures_total")[`hop="upstream",reason="heartbeat_timeout"`] -
+			r.baselineMetrics.byLabels("stompgate_liveness_failures_total")[`hop="upstream",reason="heartbeat_timeout"`]
+	}
+	if upTimeouts > 0 {
+		w("\n  - diagnosis: stompgate ended %.0f sessions with \"upstream heart-beat timeout\"; the broker itself left a session without any write for over 3 s %d times (and for over 2 s %d times: the heart-beat task is one goroutine for all sessions, scheduled with a fixed delay after each pass, and, as in Spring, skips sessions written to within the last period, so silences up to 2 periods + a pass are normal).",
+			upTimeouts, fb.SilencesOver3s, fb.SilencesOver2s)
+		if float64(fb.SilencesOver3s) < upTimeouts/2 {
+			w(" Most timed-out sessions had a broker write within 3 s: their heart-beats reached stompgate's liveness check late, between the broker's write and stompgate's read (see the CPU and load columns).")
+		} else {
+			w(" The broker's own silences account for most of them: the broker fell behind.")
+		}
 	}
 	w("\n  - broker heart-beat task: %d passes, the longest %v; the longest time between the starts of two passes %v (at %s; Spring's fixed delay: period + pass)\n",
 		fb.Passes, time.Duration(fb.MaxPassMs)*time.Millisecond, time.Duration(fb.MaxPassGapMs)*time.Millisecond, fb.MaxPassGapAt)
