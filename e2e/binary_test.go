@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +96,7 @@ func TestBinaryServesAndStops(t *testing.T) {
 		"STOMPGATE_SHUTDOWN_TIMEOUT=3s",
 		"STOMPGATE_LOG_LEVEL=debug",
 	}
-	var logs syncBuffer
+	var logs lockedBuf
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -199,25 +197,6 @@ func waitUntil(t testing.TB, within time.Duration, cond func() bool) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a child process's output can be copied into
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A second SIGTERM during a drain exits at once, whatever is still open.
 func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 	bin := buildStompgate(t)
@@ -231,7 +210,7 @@ func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=5s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=30s",
 	}
-	var logs syncBuffer
+	var logs lockedBuf
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

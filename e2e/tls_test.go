@@ -171,7 +171,7 @@ func TestBinaryTLSBothSides(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=0s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=2s",
 	}
-	var logs syncBuffer
+	var logs lockedBuf
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -59,13 +59,7 @@ func (h *Handler) Drain(ctx context.Context, opts DrainOptions) bool {
 	}
 	h.refusing.Store(true)
 
-	h.mu.Lock()
-	sessions := make([]*Session, 0, len(h.sessions))
-	for s := range h.sessions {
-		sessions = append(sessions, s)
-	}
-	h.mu.Unlock()
-
+	sessions := h.openSessions()
 	timers := make([]*time.Timer, 0, len(sessions))
 	for _, s := range sessions {
 		var at time.Duration
@@ -90,11 +84,9 @@ func (h *Handler) Drain(ctx context.Context, opts DrainOptions) bool {
 	}
 	left := h.ActiveSessions()
 	log.Warn("shutdown timeout: closing the sessions left now", zap.Int("sessions", left))
-	h.mu.Lock()
-	for s := range h.sessions {
+	for _, s := range h.openSessions() {
 		go s.drainClose()
 	}
-	h.mu.Unlock()
 	select {
 	case <-idle:
 		return true

@@ -196,6 +196,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.http.ServeHTTP(w, r)
 }
 
+// openSessions is a snapshot of the open sessions, taken under the lock
+// and used without it.
+func (h *Handler) openSessions() []*Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	return sessions
+}
+
 // ActiveSessions returns the number of sessions currently proxied.
 func (h *Handler) ActiveSessions() int {
 	h.mu.Lock()
@@ -381,13 +393,7 @@ func (h *Handler) newHTTPProxy() *httputil.ReverseProxy {
 // CloseAll closes every open session with code and reason, as a server that
 // is going away. Sessions end within CloseTimeout.
 func (h *Handler) CloseAll(code int, reason string) {
-	h.mu.Lock()
-	sessions := make([]*Session, 0, len(h.sessions))
-	for s := range h.sessions {
-		sessions = append(sessions, s)
-	}
-	h.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range h.openSessions() {
 		s.shutdown(code, reason)
 	}
 }

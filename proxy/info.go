@@ -55,12 +55,7 @@ type HopInfo struct {
 
 // Sessions returns a snapshot of every open session, oldest first.
 func (h *Handler) Sessions() []SessionInfo {
-	h.mu.Lock()
-	sessions := make([]*Session, 0, len(h.sessions))
-	for s := range h.sessions {
-		sessions = append(sessions, s)
-	}
-	h.mu.Unlock()
+	sessions := h.openSessions()
 	out := make([]SessionInfo, 0, len(sessions))
 	for _, s := range sessions {
 		out = append(out, s.info())

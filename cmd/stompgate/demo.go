@@ -46,14 +46,8 @@ func demoCommand(stdout, stderr io.Writer) int {
 	// The upstream is the embedded broker, whatever the environment says;
 	// a placeholder satisfies the loader until its address is known.
 	environ = append(environ, config.Prefix+"UPSTREAM_URL=ws://127.0.0.1:1")
-	cfg, err := config.Load(environ)
-	if err != nil {
-		fmt.Fprintf(stderr, "stompgate: %v\n", err)
-		return config.ExitConfig
-	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "stompgate: %v\n", err)
+	cfg, log, ok := setup(environ, stderr)
+	if !ok {
 		return config.ExitConfig
 	}
 	defer log.Sync()

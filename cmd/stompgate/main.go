@@ -54,14 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 64 // EX_USAGE
 		}
 	}
-	cfg, err := config.Load(nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "stompgate: %v\n", err)
-		return config.ExitConfig
-	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "stompgate: %v\n", err)
+	cfg, log, ok := setup(nil, stderr)
+	if !ok {
 		return config.ExitConfig
 	}
 	defer log.Sync()
@@ -115,7 +109,19 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 	return 64
 }
 
-func newLogger(cfg config.Config, stderr io.Writer) (*zap.Logger, error) {
+// setup loads the configuration (from environ, or the process environment
+// when nil) and builds the logger; on a configuration error it says why on
+// stderr and reports false.
+func setup(environ []string, stderr io.Writer) (config.Config, *zap.Logger, bool) {
+	cfg, err := config.Load(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "stompgate: %v\n", err)
+		return cfg, nil, false
+	}
+	return cfg, newLogger(cfg, stderr), true
+}
+
+func newLogger(cfg config.Config, stderr io.Writer) *zap.Logger {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -127,7 +133,7 @@ func newLogger(cfg config.Config, stderr io.Writer) (*zap.Logger, error) {
 	}
 	// No sampling: every session's end line matters to whoever debugs it.
 	core := zapcore.NewCore(enc, zapcore.AddSync(stderr), cfg.LogLevel)
-	return zap.New(core), nil
+	return zap.New(core)
 }
 
 // proxyOptions turns the configuration into the proxy's options.
