@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -143,17 +144,10 @@ type Handler struct {
 	sessions map[*Session]struct{}
 }
 
-// readBufferSize is each connection's read buffer, held for the whole
-// session: the largest part of an idle session's memory. A small one costs
-// little: bufio reads a payload larger than its buffer straight into the
-// pump's pooled 32 KiB chunk, so big messages take no extra system calls;
-// only several small frames arriving together are read in more calls.
-// net/http's 4 KiB reader is not reused for the same reason.
-const readBufferSize = 1024
-
-// writeBufferPool is shared by every connection: a write buffer is held only
-// while a message is being written, so idle sessions hold none.
-var writeBufferPool = &sync.Pool{}
+// handshakeBufferSize is gorilla's buffer size for the opening handshakes
+// only: after them, stompgate reads and writes frames itself
+// (internal/wsconn), whose buffers follow the traffic.
+const handshakeBufferSize = 1024
 
 // New validates opts and returns a Handler.
 func New(opts Options) (*Handler, error) {
@@ -166,19 +160,19 @@ func New(opts Options) (*Handler, error) {
 		h.limiter = newIPLimiter(opts.HandshakeRatePerIP, opts.HandshakeBurstPerIP)
 	}
 	h.idle = sync.NewCond(&h.mu)
+	plain, withTLS := netDialer(opts.TLSClientConfig)
 	h.dialer = websocket.Dialer{
-		Proxy:            nil, // a sidecar talks to its pod's broker directly
-		HandshakeTimeout: opts.DialTimeout,
-		TLSClientConfig:  opts.TLSClientConfig,
-		ReadBufferSize:   readBufferSize,
-		WriteBufferSize:  16 << 10,
-		WriteBufferPool:  writeBufferPool,
+		Proxy:             nil, // a sidecar talks to its pod's broker directly
+		HandshakeTimeout:  opts.DialTimeout,
+		NetDialContext:    plain,
+		NetDialTLSContext: withTLS,
+		ReadBufferSize:    handshakeBufferSize,
+		WriteBufferSize:   handshakeBufferSize,
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: opts.HandshakeTimeout,
-		ReadBufferSize:   readBufferSize,
-		WriteBufferSize:  16 << 10,
-		WriteBufferPool:  writeBufferPool,
+		ReadBufferSize:   handshakeBufferSize,
+		WriteBufferSize:  handshakeBufferSize,
 		// The upstream sees the client's Origin and decides; stompgate's own
 		// origin policy is applied before dialling.
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -288,7 +282,13 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 
 	h.metrics.Handshake(metrics.HandshakeOK)
-	s := newSession(h, clientConn, upConn, log, r)
+	// From here on stompgate reads and writes frames itself; gorilla's
+	// connections (and their buffers) are dropped.
+	hc := upConn.NetConn().(*handshakeConn)
+	leftover := hc.afterHandshake()
+	up := wsconn.New(hc.Conn, wsconn.Client, upConn.Subprotocol(), leftover)
+	cl := wsconn.New(clientConn.NetConn(), wsconn.Server, clientConn.Subprotocol(), nil)
+	s := newSession(h, cl, up, log, r)
 	h.track(s, true)
 	// The session runs on its own goroutine, owned by the Handler (Wait,
 	// Drain and CloseAll reach it through h.sessions), so that this
@@ -297,8 +297,10 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// about half of an idle session's memory otherwise.
 	handedOff = true
 	go func() {
-		defer h.release()
+		// The slot is freed before the session leaves h.sessions, so a
+		// caller that saw the session count drop can be admitted.
 		defer h.track(s, false)
+		defer h.release()
 		s.run()
 	}()
 }

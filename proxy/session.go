@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -50,15 +50,20 @@ type Session struct {
 // leg is one WebSocket connection of a session and what happened on it.
 type leg struct {
 	name  string // "client" or "upstream"
-	conn  *websocket.Conn
+	conn  *wsconn.Conn
 	hop   metrics.Hop
 	dir   metrics.Direction // the direction of messages read from this peer
 	limit int64             // largest message accepted from this peer
 
-	// wmu serialises data writes: gorilla allows one writer at a time, and
-	// pumps, timers and error paths all write. Control frames (ping, pong,
-	// close) go through WriteControl, which gorilla makes safe concurrently.
+	// wmu serialises data messages: pumps, timers and error paths all
+	// write, and a message must not be interleaved with another. Control
+	// frames (ping, pong, close) go through WriteControl, which wsconn
+	// makes safe concurrently.
 	wmu sync.Mutex
+
+	// failed is set by the first failed write to this peer, so the failure
+	// is acted on once.
+	failed atomic.Bool
 
 	msgs, bytes atomic.Int64 // messages and payload bytes read from this peer
 
@@ -74,7 +79,7 @@ type leg struct {
 	lost               bool
 }
 
-func newSession(h *Handler, client, upstream *websocket.Conn, log *zap.Logger, r *http.Request) *Session {
+func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *http.Request) *Session {
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),
@@ -87,15 +92,22 @@ func newSession(h *Handler, client, upstream *websocket.Conn, log *zap.Logger, r
 	s.stomp = newStompStateFor(&h.opts, client.Subprotocol(), s.start)
 	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", client.Subprotocol()))
 	for _, l := range []*leg{s.client, s.upstream} {
-		l.conn.SetCloseHandler(s.closeHandler(l))
+		l.conn.OnClose = s.closeHandler(l)
+		l.conn.OnPing = func(p []byte) { s.pong(l, p) }
+		l.conn.WriteTimeout = h.opts.WriteTimeout
 	}
+	// Coalescing: what a pump forwards is flushed when the pump is about
+	// to wait for more input, so the messages of one read leave in one
+	// write.
+	s.client.conn.BeforeRead = func() { s.flush(s.upstream) }
+	s.upstream.conn.BeforeRead = func() { s.flush(s.client) }
 	return s
 }
 
 // closeHandler records the peer's close frame and, when stompgate has not
 // closed that leg yet, echoes the code as RFC 6455 §5.5.1 requires.
-func (s *Session) closeHandler(l *leg) func(int, string) error {
-	return func(code int, text string) error {
+func (s *Session) closeHandler(l *leg) func(int, string) {
+	return func(code int, text string) {
 		l.mu.Lock()
 		l.recvCode, l.recvText = code, text
 		l.mu.Unlock()
@@ -109,7 +121,6 @@ func (s *Session) closeHandler(l *leg) func(int, string) error {
 			}
 			_ = l.conn.WriteControl(websocket.CloseMessage, payload, time.Now().Add(s.h.opts.CloseTimeout))
 		}
-		return nil
 	}
 }
 
@@ -133,6 +144,8 @@ func (s *Session) run() {
 	if s.abort != nil {
 		s.abort.Stop()
 	}
+	s.client.conn.Release()
+	s.upstream.conn.Release()
 	s.logEnd()
 }
 
@@ -156,6 +169,8 @@ type end struct {
 	code int    // close code received (endClosed)
 	text string // close reason received (endClosed)
 	err  error
+	// websocket: an endProtocol broke RFC 6455 rather than STOMP.
+	websocket bool
 }
 
 const (
@@ -167,82 +182,69 @@ const (
 	endProtocol            // the peer sent STOMP stompgate cannot carry (code, text)
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// pump copies messages from src to dst, streaming each through a pooled
-// buffer so a large message never costs its size in memory. Text stays text
-// and binary stays binary. STOMP sessions are scanned on the way (see
-// filter). It returns when src's read side ends; a failed write to dst
-// finishes the session but the pump keeps reading src, so that src's close
-// handshake can complete.
+// pump forwards messages from src to dst piece by piece, as they arrive:
+// each piece is a slice of src's read buffer, copied once into dst's write
+// buffer, which is flushed when src is about to wait for more input (see
+// newSession). Text stays text and binary stays binary. STOMP sessions are
+// scanned on the way (see filter). It returns when src's read side ends; a
+// failed write to dst finishes the session but the pump keeps reading src,
+// so that src's close handshake can complete.
 func (s *Session) pump(src, dst *leg) end {
 	limit := src.limit
 	fromClient := src == s.client
 	var d *dirState
-	var readStamp *atomic.Int64
 	if st := s.stomp; st != nil {
-		d, readStamp = &st.fromU, &st.upstreamRead
+		d = &st.fromU
 		if fromClient {
-			d, readStamp = &st.fromC, &st.clientRead
+			d = &st.fromC
 		}
 	}
+	var (
+		out      msgWriter
+		n        int64 // payload bytes of the current message so far
+		dropping bool  // the session is closing: read and discard
+	)
 	for {
-		mt, r, err := src.conn.NextReader()
+		p, err := src.conn.NextPiece()
 		if err != nil {
+			out.abandon()
 			return classify(src, err)
 		}
-		if s.closing.Load() {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return classify(src, err)
+		if p.First {
+			n = 0
+			dropping = s.closing.Load()
+			out = msgWriter{s: s, dst: dst, mt: p.Type}
+			// A message sent as one frame declares its size: one over the
+			// limit is refused before any of it is forwarded, so the
+			// client can still get a STOMP ERROR.
+			if p.Size > limit {
+				return end{leg: src, kind: endTooBig}
 			}
+		}
+		n += int64(len(p.Data))
+		if n > limit {
+			out.abandon()
+			return end{leg: src, kind: endTooBig}
+		}
+		if dropping {
 			continue
 		}
-		bufp := bufPool.Get().(*[]byte)
-		buf := *bufp
-		out := msgWriter{s: s, dst: dst, mt: mt}
-		var n int64
 		var rerr error
-		for {
-			// Fill the chunk before forwarding it: a message that fits is
-			// checked against the limit before any of it is written (so an
-			// oversized one can still get a STOMP ERROR), and the scanner
-			// and writer run once per chunk, not once per small read.
-			k, err := io.ReadFull(r, buf)
-			if err == io.ErrUnexpectedEOF {
-				err = io.EOF
+		if len(p.Data) > 0 {
+			// The broker speaks only after CONNECT: before it, upstream
+			// bytes are not STOMP's business.
+			if d != nil && !s.stomp.disabled.Load() && (fromClient || s.stomp.connectSeen.Load()) {
+				rerr = s.filter(d, fromClient, p.Data, &out)
+			} else {
+				out.write(p.Data)
 			}
-			n += int64(k)
-			if readStamp != nil && k > 0 {
-				readStamp.Store(nanos(time.Now()))
-			}
-			if n > limit {
-				rerr = errTooBig
-				break
-			}
-			if k > 0 {
-				// The broker speaks only after CONNECT: before it, upstream
-				// bytes are not STOMP's business.
-				if d != nil && !s.stomp.disabled.Load() && (fromClient || s.stomp.connectSeen.Load()) {
-					if ferr := s.filter(d, fromClient, buf[:k], &out); ferr != nil {
-						rerr = ferr
-						break
-					}
-				} else {
-					out.write(buf[:k])
-				}
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				rerr = err
-				break
-			}
+		}
+		if !p.Last && rerr == nil {
+			continue
 		}
 		if rerr == nil && fromClient && d != nil && !s.stomp.disabled.Load() {
 			rerr = s.endOfClientMessage(d, &out)
 		}
-		bufPool.Put(bufp)
 		src.msgs.Add(1)
 		src.bytes.Add(n)
 		s.h.metrics.Message(src.dir, n)
@@ -254,8 +256,6 @@ func (s *Session) pump(src, dst *leg) end {
 			var ie *inspect.Error
 			var pe *protocolError
 			switch {
-			case rerr == errTooBig:
-				return end{leg: src, kind: endTooBig}
 			case errors.As(rerr, &ie):
 				code := websocket.CloseProtocolError
 				if !errors.Is(ie, inspect.ErrSyntax) && !errors.Is(ie, inspect.ErrInvalidHeader) {
@@ -273,47 +273,59 @@ func (s *Session) pump(src, dst *leg) end {
 		written, werr := out.finish(d)
 		if written && s.stomp != nil {
 			if fromClient {
-				s.stomp.upstreamWrite.Store(nanos(time.Now()))
-				s.stomp.lastTypeToUp.Store(int32(mt))
+				s.stomp.lastTypeToUp.Store(int32(p.Type))
 			} else {
-				s.stomp.clientWrite.Store(nanos(time.Now()))
-				s.stomp.lastTypeToClient.Store(int32(mt))
+				s.stomp.lastTypeToClient.Store(int32(p.Type))
 			}
 		}
 		if werr != nil {
-			e := end{leg: dst, kind: endLost, err: werr}
-			if dst == s.client && !s.closing.Load() {
-				// A client that stopped reading is as gone as one whose TCP
-				// died: the broker gets its DISCONNECT. In its own goroutine,
-				// because this pump must keep reading to see the RECEIPT;
-				// it ends within CloseTimeout, by calling finish.
-				go s.clientGone(e)
-			} else {
-				s.finish(e)
-			}
+			s.writeFailed(dst, werr)
 		}
 	}
 }
 
-var errTooBig = errors.New("message too big")
-
-// msgWriter writes one message to dst, opening gorilla's writer (and taking
-// dst's write lock) only when there is something to write: a message made
-// only of consumed heart-beats produces nothing, and dst's lock is not held
-// while src is idle.
-type msgWriter struct {
-	s   *Session
-	dst *leg
-	mt  int
-	w   io.WriteCloser
-	err error
+// flush sends what the pumps buffered for l; called by the other leg's
+// reader before it waits for input.
+func (s *Session) flush(l *leg) {
+	if err := l.conn.Flush(); err != nil {
+		s.writeFailed(l, err)
+	}
 }
 
-func (m *msgWriter) open() bool {
+// writeFailed acts, once, on a failed write to l.
+func (s *Session) writeFailed(l *leg, err error) {
+	if !l.failed.CompareAndSwap(false, true) {
+		return
+	}
+	e := end{leg: l, kind: endLost, err: err}
+	if l == s.client && !s.closing.Load() {
+		// A client that stopped reading is as gone as one whose TCP
+		// died: the broker gets its DISCONNECT. In its own goroutine,
+		// because the upstream pump must keep reading to see the RECEIPT;
+		// it ends within CloseTimeout, by calling finish.
+		go s.clientGone(e)
+		return
+	}
+	s.finish(e)
+}
+
+// msgWriter writes one message to dst, opening it (and taking dst's write
+// lock) only when there is something to write: a message made only of
+// consumed heart-beats produces nothing, and dst's lock is not held while
+// src is idle.
+type msgWriter struct {
+	s    *Session
+	dst  *leg
+	mt   int
+	open bool
+	err  error
+}
+
+func (m *msgWriter) begin() bool {
 	if m.err != nil {
 		return false
 	}
-	if m.w != nil {
+	if m.open {
 		return true
 	}
 	m.dst.wmu.Lock()
@@ -322,43 +334,39 @@ func (m *msgWriter) open() bool {
 		m.err = errors.New("a message to this peer was cut off")
 		return false
 	}
-	_ = m.dst.conn.SetWriteDeadline(time.Now().Add(m.s.h.opts.WriteTimeout))
-	m.w, m.err = m.dst.conn.NextWriter(m.mt)
-	if m.err != nil {
-		m.w = nil
-		m.dst.wmu.Unlock()
-		return false
-	}
+	m.dst.conn.BeginMessage(m.mt)
+	m.open = true
 	return true
 }
 
 func (m *msgWriter) write(b []byte) {
-	if len(b) == 0 || !m.open() {
+	if len(b) == 0 || !m.begin() {
 		return
 	}
-	if _, err := m.w.Write(b); err != nil {
+	if err := m.dst.conn.Write(b); err != nil {
 		m.err = err
-		m.w.Close()
-		m.w = nil
+		m.dst.conn.AbandonMessage()
+		m.open = false
 		m.dst.wmu.Unlock()
 	}
 }
 
 // empty forwards an empty message.
-func (m *msgWriter) empty() { m.open() }
+func (m *msgWriter) empty() { m.begin() }
 
-// finish completes the message and records whether dst's direction is in
-// the middle of a STOMP frame, before releasing the lock, so heart-beat
-// emitters never slip an EOL into a frame.
+// finish completes the message (it is sent with the next flush) and
+// records whether dst's direction is in the middle of a STOMP frame,
+// before releasing the lock, so heart-beat emitters never slip an EOL into
+// a frame.
 func (m *msgWriter) finish(d *dirState) (written bool, err error) {
 	if d != nil {
 		d.midFrame.Store(d.scan.InFrame())
 	}
-	if m.w == nil {
+	if !m.open {
 		return false, m.err
 	}
-	err = m.w.Close()
-	m.w = nil
+	err = m.dst.conn.EndMessage()
+	m.open = false
 	m.dst.wmu.Unlock()
 	return err == nil, err
 }
@@ -366,14 +374,19 @@ func (m *msgWriter) finish(d *dirState) (written bool, err error) {
 // abandon gives up a message half written: dst may only get control frames
 // from now on.
 func (m *msgWriter) abandon() {
-	if m.w != nil {
+	if m.open {
+		m.dst.conn.AbandonMessage()
 		m.dst.truncated.Store(true)
-		m.w = nil
+		m.open = false
 		m.dst.wmu.Unlock()
 	}
 }
 
 func classify(l *leg, err error) end {
+	var pe *wsconn.ProtocolError
+	if errors.As(err, &pe) {
+		return end{leg: l, kind: endProtocol, code: websocket.CloseProtocolError, text: pe.Msg, err: err, websocket: true}
+	}
 	var ce *websocket.CloseError
 	// gorilla reports a TCP connection that ended without a close frame as
 	// a CloseError 1006: that peer is lost, it did not close.
@@ -456,14 +469,20 @@ func (s *Session) finish(e end) {
 			s.sendClose(s.upstream, websocket.CloseNormalClosure, "")
 		case endProtocol:
 			s.closedBy = "proxy"
+			what := "STOMP"
+			if e.websocket {
+				what = "WebSocket frames"
+			}
 			if e.leg == s.client {
-				s.ending = "client sent invalid STOMP: " + e.text
-				s.writeFrame(s.client, nil, errorFrame(s.versionOr(), e.text), websocket.TextMessage)
+				s.ending = "client sent invalid " + what + ": " + e.text
+				if !e.websocket {
+					s.writeFrame(s.client, nil, errorFrame(s.versionOr(), e.text), websocket.TextMessage)
+				}
 				s.sendClose(s.client, e.code, e.text)
-				s.sendClose(s.upstream, websocket.CloseGoingAway, "client sent invalid STOMP")
+				s.sendClose(s.upstream, websocket.CloseGoingAway, "client sent invalid "+what)
 			} else {
-				s.ending = "upstream sent invalid STOMP: " + e.text
-				msg := "upstream sent invalid STOMP (" + e.text + ")"
+				s.ending = "upstream sent invalid " + what + ": " + e.text
+				msg := "upstream sent invalid " + what + " (" + e.text + ")"
 				s.tellClient(msg)
 				s.sendClose(s.client, websocket.CloseInternalServerErr, msg)
 				s.sendClose(s.upstream, e.code, e.text)
@@ -564,8 +583,8 @@ func (l *leg) closeCode(initiator bool) (int, string) {
 	return l.recvCode, l.recvText
 }
 
-// closeConn closes a connection that never became a session, politely and
-// within timeout.
+// closeConn closes a gorilla connection that never became a session,
+// politely and within timeout.
 func closeConn(c *websocket.Conn, code int, text string, timeout time.Duration) {
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(timeout))
 	_ = c.Close()

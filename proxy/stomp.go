@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -149,44 +148,29 @@ func (s *Session) startStomp() {
 	st.clientRead.Store(now)
 	st.upstreamRead.Store(now)
 
-	s.client.conn.SetPingHandler(func(data string) error {
-		st.clientRead.Store(nanos(time.Now()))
-		return s.pong(s.client, data)
-	})
-	s.client.conn.SetPongHandler(func(string) error {
-		t := nanos(time.Now())
-		st.clientRead.Store(t)
-		st.clientPong.Store(t)
+	// Every read stamps its leg (wsconn does it once per read system call,
+	// not per message), so any byte counts as liveness: data, heart-beats,
+	// pings and pongs alike.
+	s.client.conn.ReadStamp = &st.clientRead
+	s.upstream.conn.ReadStamp = &st.upstreamRead
+	// Data flushed to a leg is what its STOMP peer sees as traffic.
+	s.client.conn.WriteStamp = &st.clientWrite
+	s.upstream.conn.WriteStamp = &st.upstreamWrite
+	s.client.conn.OnPong = func([]byte) {
+		st.clientPong.Store(nanos(time.Now()))
 		st.pongsReceived.Add(1)
 		s.h.metrics.PongsReceived.Inc()
-		return nil
-	})
-	s.upstream.conn.SetPingHandler(func(data string) error {
-		st.upstreamRead.Store(nanos(time.Now()))
-		return s.pong(s.upstream, data)
-	})
-	s.upstream.conn.SetPongHandler(func(string) error {
-		st.upstreamRead.Store(nanos(time.Now()))
-		return nil
-	})
+	}
 	st.kaMu.Lock()
 	st.timer = time.AfterFunc(time.Hour, s.onTimer)
 	st.kaMu.Unlock()
 	s.kick()
 }
 
-// pong answers a ping like gorilla's default handler: a failed write is the
-// read loop's business, not the handler's.
-func (s *Session) pong(l *leg, data string) error {
-	err := l.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.h.opts.WriteTimeout))
-	if err == websocket.ErrCloseSent {
-		return nil
-	}
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) && ne.Timeout() {
-		return nil
-	}
-	return err
+// pong answers a ping (RFC 6455 §5.5.2). A failed write is left to the
+// pumps: the next data write to l fails the same way.
+func (s *Session) pong(l *leg, data []byte) {
+	_ = l.conn.WriteControl(websocket.PongMessage, data, time.Now().Add(s.h.opts.WriteTimeout))
 }
 
 // refuse closes a session stompgate will not carry (strict mode).
@@ -267,12 +251,10 @@ func (s *Session) onTimer() {
 	st.kaMu.Unlock()
 
 	if acts.Has(keepalive.SendUpstreamEOL) && s.sendEOL(s.upstream, &st.fromC, &st.lastTypeToUp) {
-		st.upstreamWrite.Store(nanos(time.Now()))
 		st.eolsSentUp.Add(1)
 		s.h.metrics.HeartbeatSent(metrics.HopUpstream)
 	}
 	if acts.Has(keepalive.SendClientEOL) && s.sendEOL(s.client, &st.fromU, &st.lastTypeToClient) {
-		st.clientWrite.Store(nanos(time.Now()))
 		st.eolsSentDown.Add(1)
 		s.h.metrics.HeartbeatSent(metrics.HopClient)
 	}
@@ -304,7 +286,6 @@ func (s *Session) sendEOL(l *leg, toward *dirState, mt *atomic.Int32) bool {
 	if s.closing.Load() || l.truncated.Load() || toward.midFrame.Load() {
 		return false
 	}
-	_ = l.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
 	return l.conn.WriteMessage(int(mt.Load()), eol) == nil
 }
 
@@ -345,7 +326,6 @@ func (s *Session) writeFrame(l *leg, toward *dirState, frame []byte, mt int) boo
 	if l.truncated.Load() || (toward != nil && toward.midFrame.Load()) {
 		return false
 	}
-	_ = l.conn.SetWriteDeadline(time.Now().Add(s.h.opts.WriteTimeout))
 	return l.conn.WriteMessage(mt, frame) == nil
 }
 

@@ -1,0 +1,871 @@
+// Package wsconn is stompgate's WebSocket data path: RFC 6455 framing on a
+// connection whose opening handshake is already done (by gorilla/websocket's
+// Upgrader and Dialer, which stompgate keeps for the handshake).
+//
+// It exists for the proxy's hot path, where gorilla's streaming API costs an
+// allocation per message read and two per message written, holds a read
+// buffer per connection for the connection's life, and writes every message
+// with its own system call. Here:
+//
+//   - A reader returns message payload as slices of its read buffer
+//     (NextPiece), unmasked in place: nothing is allocated per frame.
+//   - The read buffer is sized by the traffic: an idle connection blocks in
+//     read on a 512-byte buffer embedded in Conn; a connection that reads
+//     larger bursts borrows a pooled 4 KiB or 32 KiB buffer, and gives it
+//     back when the traffic turns small again.
+//   - Writes are buffered in a pooled buffer and sent by Flush, so a proxy
+//     can coalesce all the messages it forwards from one read into one
+//     write(2) — nginx's behaviour — by flushing when its reader is about to
+//     block (BeforeRead). A connection with nothing buffered holds no write
+//     buffer.
+//
+// No extension is negotiated (stompgate never offers permessage-deflate), so
+// reserved bits are protocol errors. Text is not checked for UTF-8, as in
+// gorilla/websocket: a proxy forwards what it is given.
+package wsconn
+
+import (
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// Message and frame types (RFC 6455 §5.2), the same values as
+// gorilla/websocket's.
+const (
+	TextMessage   = websocket.TextMessage
+	BinaryMessage = websocket.BinaryMessage
+	CloseMessage  = websocket.CloseMessage
+	PingMessage   = websocket.PingMessage
+	PongMessage   = websocket.PongMessage
+
+	opContinuation = 0
+)
+
+const (
+	finBit  = 0x80
+	rsvBits = 0x70
+	maskBit = 0x80
+
+	maxControlPayload = 125
+
+	// smallReadSize is the read buffer each Conn embeds and blocks on when
+	// its traffic is small: a heart-beat, a ping or a STOMP frame of a few
+	// hundred bytes arrives in one read. It must hold the largest header
+	// plus a whole control frame (14 + 125 bytes) after compaction.
+	smallReadSize = 512
+	midReadSize   = 4 << 10
+	largeReadSize = 32 << 10
+
+	// writeBufferSize bounds a buffered frame's payload below 64 KiB, so a
+	// frame header is never longer than 4 bytes plus the mask key.
+	writeBufferSize = 32 << 10
+)
+
+// ErrCloseSent is returned by writes after a close frame was sent; it is
+// gorilla's, so callers can test for either.
+var ErrCloseSent = websocket.ErrCloseSent
+
+// ProtocolError is a violation of RFC 6455 by the peer. The connection
+// cannot be read further; the peer should get close 1002.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "websocket: " + e.Msg }
+
+// Role says which side of the handshake this end was: a Server reads
+// masked frames and writes unmasked ones, a Client the opposite.
+type Role uint8
+
+const (
+	Server Role = iota
+	Client
+)
+
+// Piece is a part of a data message, as much as had arrived.
+type Piece struct {
+	Type  int    // TextMessage or BinaryMessage
+	Data  []byte // a slice of the read buffer, valid until the next NextPiece
+	First bool   // the first piece of its message
+	Last  bool   // the message ends with this piece
+	// Size is, on the first piece of a message sent as one frame, its
+	// whole payload length (so a limit can be checked before anything is
+	// forwarded); -1 otherwise.
+	Size int64
+}
+
+var (
+	midPool   = sync.Pool{New: func() any { b := make([]byte, midReadSize); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeReadSize); return &b }}
+	writePool = sync.Pool{New: func() any { b := make([]byte, writeBufferSize); return &b }}
+)
+
+// Conn is one WebSocket connection after its handshake.
+//
+// Reading (NextPiece and the hooks it calls) belongs to one goroutine.
+// Writing is safe from any goroutine; a message written with BeginMessage,
+// Write and EndMessage must not be interleaved with another data message by
+// the caller (the proxy holds its own lock per message), while control
+// frames (WriteControl) may be sent at any time.
+type Conn struct {
+	nc          net.Conn
+	role        Role
+	subprotocol string
+
+	// BeforeRead, if set, is called before every read system call, from the
+	// reading goroutine: the moment to flush what was forwarded from the
+	// bytes already read.
+	BeforeRead func()
+	// ReadStamp, if set, gets the time (UnixNano) of every read that
+	// returned bytes, control frames included.
+	ReadStamp *atomic.Int64
+	// OnPing, OnPong and OnClose are called from NextPiece with a control
+	// frame's payload (valid only during the call). OnClose gets the code
+	// (1005 when the frame had none) and reason; NextPiece then returns a
+	// *websocket.CloseError.
+	OnPing, OnPong func(payload []byte)
+	OnClose        func(code int, text string)
+
+	// Read side, owned by the reading goroutine.
+	rbuf        []byte // small[:], or a pooled buffer (rpool)
+	rpool       *[]byte
+	rpos, rend  int
+	lastRead    int   // bytes the last read returned
+	lastRoom    int   // room the last read had: lastRead == lastRoom means it filled the buffer
+	inData      bool  // a data frame's header has been read
+	frameLeft   int64 // its payload bytes not yet returned
+	frameFin    bool
+	frameMasked bool
+	rkey        [4]byte
+	rkeyPos     int
+	msgType     int  // type of the message being read; 0 between messages
+	msgStarted  bool // a piece of it has been returned
+	pendingErr  error
+	readErr     error
+
+	// Write side, guarded by wmu.
+	wmu          sync.Mutex
+	wbp          *[]byte // pooled write buffer; nil when nothing is buffered
+	wsent        int     // wb[:wsent] was written to the socket
+	wdone        int     // wb[wsent:wdone] are complete frames
+	wlen         int     // wb[wdone:wlen] is the open frame, if any
+	wframe       int     // start of the open frame's header slot; -1: none
+	wop          int     // opcode of the next frame of the open message; -1: no message
+	wkey         [4]byte
+	wkeyPos      int
+	wdata        bool  // complete data frames are buffered
+	wdeadline    int64 // the write deadline set on nc (UnixNano)
+	werr         error
+	closeSent    bool
+	WriteTimeout time.Duration // bound on each flush; 0: none
+	// WriteStamp, if set, gets the time of every flush that carried data
+	// frames (control frames do not count: a STOMP peer sees only data).
+	WriteStamp *atomic.Int64
+
+	small [smallReadSize]byte
+}
+
+// New wraps nc, whose handshake is complete. buffered holds bytes already
+// read past the handshake (the start of the first frames); it is copied.
+func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
+	c := &Conn{nc: nc, role: role, subprotocol: subprotocol, wframe: -1, wop: -1}
+	c.rbuf = c.small[:]
+	if len(buffered) > 0 {
+		if len(buffered) > len(c.rbuf) {
+			c.rpool = largePool.Get().(*[]byte)
+			c.rbuf = *c.rpool
+			if len(buffered) > len(c.rbuf) {
+				// Never happens with gorilla's small handshake buffers;
+				// refuse rather than truncate.
+				c.readErr = &ProtocolError{Msg: "too many bytes buffered after the handshake"}
+				return c
+			}
+		}
+		c.rend = copy(c.rbuf, buffered)
+	}
+	return c
+}
+
+// NetConn returns the underlying connection.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Subprotocol returns the negotiated subprotocol.
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// SetReadDeadline sets the underlying connection's read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// Close closes the underlying connection without a close frame. It does
+// not wait for a writer: one blocked in write fails at once.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// NextPiece returns the next piece of data-message payload. Control frames
+// met on the way go to OnPing, OnPong and OnClose. Errors are final: a
+// *websocket.CloseError after a close frame, a *ProtocolError for a broken
+// peer, or the read error of the connection.
+func (c *Conn) NextPiece() (Piece, error) {
+	if c.readErr != nil {
+		return Piece{}, c.readErr
+	}
+	for {
+		if c.inData {
+			if c.frameLeft > 0 && c.rpos == c.rend {
+				if err := c.fill(); err != nil {
+					return Piece{}, c.fail(err)
+				}
+			}
+			n := int(min(c.frameLeft, int64(c.rend-c.rpos)))
+			data := c.rbuf[c.rpos : c.rpos+n]
+			c.rpos += n
+			c.frameLeft -= int64(n)
+			if c.frameMasked {
+				c.rkeyPos = maskBytes(c.rkey, c.rkeyPos, data)
+			}
+			p := Piece{Type: c.msgType, Data: data, First: !c.msgStarted, Size: -1}
+			if p.First && c.frameFin {
+				p.Size = int64(n) + c.frameLeft
+			}
+			c.msgStarted = true
+			if c.frameLeft == 0 {
+				c.inData = false
+				if c.frameFin {
+					p.Last = true
+					c.msgType, c.msgStarted = 0, false
+				}
+			}
+			return p, nil
+		}
+		if err := c.readHeader(); err != nil {
+			return Piece{}, c.fail(err)
+		}
+	}
+}
+
+// fail makes err final and gives back a borrowed read buffer.
+func (c *Conn) fail(err error) error {
+	c.readErr = err
+	c.releaseRead()
+	return err
+}
+
+func (c *Conn) releaseRead() {
+	if c.rpool != nil {
+		putRead(c.rpool)
+		c.rpool = nil
+	}
+	c.rbuf = c.small[:]
+	c.rpos, c.rend = 0, 0
+}
+
+func putRead(p *[]byte) {
+	if len(*p) == midReadSize {
+		midPool.Put(p)
+	} else {
+		largePool.Put(p)
+	}
+}
+
+// readHeader reads one frame header. A control frame is read whole and
+// handled; a data frame's payload is then returned by NextPiece.
+func (c *Conn) readHeader() error {
+	if err := c.need(2); err != nil {
+		return err
+	}
+	b0, b1 := c.rbuf[c.rpos], c.rbuf[c.rpos+1]
+	if b0&rsvBits != 0 {
+		return &ProtocolError{Msg: "reserved bits set (no extension was negotiated)"}
+	}
+	fin := b0&finBit != 0
+	op := int(b0 & 0x0f)
+	masked := b1&maskBit != 0
+	size := int64(b1 & 0x7f)
+	hlen := 2
+	switch size {
+	case 126:
+		hlen += 2
+	case 127:
+		hlen += 8
+	}
+	if masked {
+		hlen += 4
+	}
+	if err := c.need(hlen); err != nil {
+		return err
+	}
+	h := c.rbuf[c.rpos : c.rpos+hlen]
+	switch size {
+	case 126:
+		size = int64(binary.BigEndian.Uint16(h[2:]))
+	case 127:
+		u := binary.BigEndian.Uint64(h[2:])
+		if u>>63 != 0 {
+			return &ProtocolError{Msg: "frame length has its most significant bit set"}
+		}
+		size = int64(u)
+	}
+	var key [4]byte
+	if masked {
+		copy(key[:], h[hlen-4:])
+	}
+	c.rpos += hlen
+	if masked != (c.role == Server) {
+		if masked {
+			return &ProtocolError{Msg: "masked frame from a server"}
+		}
+		return &ProtocolError{Msg: "unmasked frame from a client"}
+	}
+	switch op {
+	case opContinuation:
+		if c.msgType == 0 {
+			return &ProtocolError{Msg: "continuation frame without a message to continue"}
+		}
+	case TextMessage, BinaryMessage:
+		if c.msgType != 0 {
+			return &ProtocolError{Msg: "new message before the previous one ended"}
+		}
+		c.msgType = op
+	case CloseMessage, PingMessage, PongMessage:
+		if !fin {
+			return &ProtocolError{Msg: "fragmented control frame"}
+		}
+		if size > maxControlPayload {
+			return &ProtocolError{Msg: "control frame payload over 125 bytes"}
+		}
+		if err := c.need(int(size)); err != nil {
+			return err
+		}
+		payload := c.rbuf[c.rpos : c.rpos+int(size)]
+		c.rpos += int(size)
+		if masked {
+			maskBytes(key, 0, payload)
+		}
+		switch op {
+		case PingMessage:
+			if c.OnPing != nil {
+				c.OnPing(payload)
+			}
+		case PongMessage:
+			if c.OnPong != nil {
+				c.OnPong(payload)
+			}
+		case CloseMessage:
+			return c.closeReceived(payload)
+		}
+		return nil
+	default:
+		return &ProtocolError{Msg: "unknown opcode " + strconv.Itoa(op)}
+	}
+	c.inData = true
+	c.frameLeft = size
+	c.frameFin = fin
+	c.frameMasked = masked
+	c.rkey = key
+	c.rkeyPos = 0
+	return nil
+}
+
+func (c *Conn) closeReceived(p []byte) error {
+	code, text := websocket.CloseNoStatusReceived, ""
+	switch {
+	case len(p) == 1:
+		return &ProtocolError{Msg: "close frame with a one-byte payload"}
+	case len(p) >= 2:
+		code = int(binary.BigEndian.Uint16(p))
+		if !validReceivedCloseCode(code) {
+			return &ProtocolError{Msg: "invalid close code " + strconv.Itoa(code)}
+		}
+		if !utf8.Valid(p[2:]) {
+			return &ProtocolError{Msg: "close reason is not UTF-8"}
+		}
+		text = string(p[2:])
+	}
+	if c.OnClose != nil {
+		c.OnClose(code, text)
+	}
+	return &websocket.CloseError{Code: code, Text: text}
+}
+
+// validReceivedCloseCode follows RFC 6455 §7.4 and the IANA registry:
+// 1005, 1006 and 1015 never travel in a close frame.
+func validReceivedCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// need makes sure n contiguous bytes are buffered (n ≤ 139: a header or a
+// control frame).
+func (c *Conn) need(n int) error {
+	for c.rend-c.rpos < n {
+		if err := c.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fill reads from the socket at least once, keeping unread bytes (at most
+// an incomplete header or control frame). It picks the buffer for the read
+// from the traffic: the embedded small one after small reads, a pooled one
+// after a read that filled its buffer or while a large payload is due.
+func (c *Conn) fill() error {
+	if c.pendingErr != nil {
+		return c.pendingErr
+	}
+	keep := c.rend - c.rpos
+	want := sizeClass(c.lastRead)
+	if c.lastRead > 0 && c.lastRead == c.lastRoom && want < 2 {
+		want++ // the last read filled the buffer: more was probably waiting
+	}
+	if c.inData {
+		want = max(want, sizeClass(int(min(c.frameLeft, largeReadSize))))
+	}
+	if want != classOf(len(c.rbuf)) {
+		var nb []byte
+		var np *[]byte
+		switch want {
+		case 0:
+			nb = c.small[:]
+		case 1:
+			np = midPool.Get().(*[]byte)
+			nb = *np
+		default:
+			np = largePool.Get().(*[]byte)
+			nb = *np
+		}
+		copy(nb, c.rbuf[c.rpos:c.rend])
+		if c.rpool != nil {
+			putRead(c.rpool)
+		}
+		c.rbuf, c.rpool = nb, np
+	} else if c.rpos > 0 {
+		copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+	}
+	c.rpos, c.rend = 0, keep
+	if c.BeforeRead != nil {
+		c.BeforeRead()
+	}
+	n, err := c.nc.Read(c.rbuf[keep:])
+	c.lastRead, c.lastRoom = n, len(c.rbuf)-keep
+	c.rend += n
+	if n > 0 {
+		if c.ReadStamp != nil {
+			c.ReadStamp.Store(time.Now().UnixNano())
+		}
+		if err != nil {
+			c.pendingErr = readError(err)
+		}
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return readError(err)
+}
+
+func readError(err error) error {
+	if err == io.EOF {
+		// TCP ended without a close frame: the peer is lost, as gorilla
+		// reports it.
+		return &websocket.CloseError{Code: websocket.CloseAbnormalClosure, Text: io.ErrUnexpectedEOF.Error()}
+	}
+	return err
+}
+
+// sizeClass maps a byte count to a read-buffer class: 0 small, 1 mid, 2 large.
+func sizeClass(n int) int {
+	switch {
+	case n < smallReadSize:
+		return 0
+	case n < midReadSize:
+		return 1
+	}
+	return 2
+}
+
+func classOf(size int) int {
+	switch size {
+	case smallReadSize:
+		return 0
+	case midReadSize:
+		return 1
+	}
+	return 2
+}
+
+// BeginMessage starts a data message of type mt (TextMessage or
+// BinaryMessage). The caller writes its payload with Write and ends it with
+// EndMessage, and does not start another data message meanwhile.
+func (c *Conn) BeginMessage(mt int) {
+	c.wmu.Lock()
+	c.wop = mt
+	c.wmu.Unlock()
+}
+
+// Write appends payload to the open message. It sends what is buffered only
+// when the buffer is full (the message then goes out in fragments).
+func (c *Conn) Write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writable(); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		if c.wframe < 0 {
+			if err := c.openFrame(); err != nil {
+				return err
+			}
+		}
+		wb := *c.wbp
+		if c.wlen == len(wb) {
+			c.closeFrame(false)
+			if err := c.flushLocked(time.Time{}); err != nil {
+				return err
+			}
+			continue
+		}
+		n := copy(wb[c.wlen:], p)
+		if c.role == Client {
+			c.wkeyPos = maskBytes(c.wkey, c.wkeyPos, wb[c.wlen:c.wlen+n])
+		}
+		c.wlen += n
+		p = p[n:]
+	}
+	return nil
+}
+
+// EndMessage completes the open message. It is sent by the next Flush.
+func (c *Conn) EndMessage() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writable(); err != nil {
+		return err
+	}
+	if c.wframe < 0 {
+		if err := c.openFrame(); err != nil {
+			return err
+		}
+	}
+	c.closeFrame(true)
+	c.wop = -1
+	return nil
+}
+
+// AbandonMessage drops what is buffered of the open message; fragments of
+// it already sent stay sent, so the caller must then send only control
+// frames.
+func (c *Conn) AbandonMessage() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wframe >= 0 {
+		c.wlen = c.wframe
+		c.wframe = -1
+	}
+	c.wop = -1
+	c.releaseWriteIfEmpty()
+}
+
+// WriteMessage writes one whole data message and flushes it, with
+// everything buffered before it.
+func (c *Conn) WriteMessage(mt int, p []byte) error {
+	c.BeginMessage(mt)
+	if err := c.Write(p); err != nil {
+		return err
+	}
+	if err := c.EndMessage(); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// Flush sends the complete frames buffered. An open message stays buffered
+// until it ends or fills the buffer.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.wbp == nil || c.wdone == c.wsent {
+		return nil
+	}
+	return c.flushLocked(time.Time{})
+}
+
+// Buffered reports whether complete frames wait for a Flush.
+func (c *Conn) Buffered() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.wbp != nil && c.wdone > c.wsent
+}
+
+// WriteControl sends a ping, pong or close frame now, after the complete
+// frames already buffered, with deadline as the write deadline. After a
+// close frame only control frames may follow (and data writes fail with
+// ErrCloseSent).
+func (c *Conn) WriteControl(op int, payload []byte, deadline time.Time) error {
+	if len(payload) > maxControlPayload {
+		return &ProtocolError{Msg: "control frame payload over 125 bytes"}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.closeSent {
+		return ErrCloseSent
+	}
+	if op == CloseMessage {
+		c.closeSent = true
+		// Nothing may follow the close frame: drop an unfinished message.
+		if c.wframe >= 0 {
+			c.wlen = c.wframe
+			c.wframe = -1
+		}
+	}
+	if c.wframe >= 0 {
+		// A data frame is half written in the buffer: send what precedes
+		// it, then the control frame from its own small buffer (rare: only
+		// while a large message is being streamed).
+		if c.wdone > c.wsent {
+			if err := c.flushLocked(deadline); err != nil {
+				return err
+			}
+		}
+		frame := appendControl(make([]byte, 0, 14+len(payload)), c.role, op, payload)
+		return c.writeLocked(frame, deadline)
+	}
+	if c.wbp == nil {
+		c.wbp = writePool.Get().(*[]byte)
+	}
+	wb := *c.wbp
+	if len(wb)-c.wlen < 6+len(payload) {
+		if err := c.flushLocked(deadline); err != nil {
+			return err
+		}
+		if c.wbp == nil {
+			c.wbp = writePool.Get().(*[]byte)
+			wb = *c.wbp
+		}
+	}
+	c.wlen = len(appendControl(wb[:c.wlen], c.role, op, payload))
+	c.wdone = c.wlen
+	return c.flushLocked(deadline)
+}
+
+func appendControl(b []byte, role Role, op int, payload []byte) []byte {
+	if role == Client {
+		key := newKey()
+		b = append(b, byte(finBit|op), byte(maskBit|len(payload)), key[0], key[1], key[2], key[3])
+		start := len(b)
+		b = append(b, payload...)
+		maskBytes(key, 0, b[start:])
+		return b
+	}
+	b = append(b, byte(finBit|op), byte(len(payload)))
+	return append(b, payload...)
+}
+
+func (c *Conn) writable() error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.closeSent {
+		return ErrCloseSent
+	}
+	return nil
+}
+
+// headerSlot is the room reserved before a frame's payload: 2 bytes, a
+// 2-byte extended length (payloads stay below 64 KiB) and, from a client,
+// the mask key.
+func (c *Conn) headerSlot() int {
+	if c.role == Client {
+		return 8
+	}
+	return 4
+}
+
+// openFrame reserves a header slot at the end of the buffer.
+func (c *Conn) openFrame() error {
+	if c.wbp == nil {
+		c.wbp = writePool.Get().(*[]byte)
+	}
+	if len(*c.wbp)-c.wlen < c.headerSlot()+1 {
+		if err := c.flushLocked(time.Time{}); err != nil {
+			return err
+		}
+		if c.wbp == nil {
+			c.wbp = writePool.Get().(*[]byte)
+		}
+	}
+	c.wframe = c.wlen
+	c.wlen += c.headerSlot()
+	if c.role == Client {
+		c.wkey = newKey()
+		c.wkeyPos = 0
+	}
+	return nil
+}
+
+// closeFrame writes the open frame's header; a short header moves the
+// (then at most 125-byte) payload back over the unused slot bytes.
+func (c *Conn) closeFrame(fin bool) {
+	wb := *c.wbp
+	slot := c.headerSlot()
+	start := c.wframe + slot
+	n := c.wlen - start
+	op := c.wop
+	if op < 0 {
+		op = BinaryMessage // not reached: Write without BeginMessage
+	}
+	b0 := byte(op)
+	if fin {
+		b0 |= finBit
+	}
+	var b1 byte
+	if c.role == Client {
+		b1 = maskBit
+	}
+	h := wb[c.wframe:]
+	if n <= 125 {
+		h[0], h[1] = b0, b1|byte(n)
+		hl := 2
+		if c.role == Client {
+			copy(h[2:6], c.wkey[:])
+			hl = 6
+		}
+		copy(wb[c.wframe+hl:], wb[start:c.wlen])
+		c.wlen -= slot - hl
+	} else {
+		h[0], h[1] = b0, b1|126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+		if c.role == Client {
+			copy(h[4:8], c.wkey[:])
+		}
+	}
+	c.wdone = c.wlen
+	c.wframe = -1
+	c.wop = opContinuation
+	c.wdata = true
+}
+
+// flushLocked writes the complete frames, then gives the buffer back if
+// nothing else is in it. deadline zero means "WriteTimeout from now",
+// refreshed only when less than half of it is left, so that a busy
+// connection does not reset its timer on every flush.
+func (c *Conn) flushLocked(deadline time.Time) error {
+	wb := *c.wbp
+	err := c.writeLocked(wb[c.wsent:c.wdone], deadline)
+	if err != nil {
+		return err
+	}
+	c.wsent = c.wdone
+	if c.wdata {
+		c.wdata = false
+		if c.WriteStamp != nil {
+			c.WriteStamp.Store(time.Now().UnixNano())
+		}
+	}
+	if c.wframe < 0 {
+		c.wsent, c.wdone, c.wlen = 0, 0, 0
+		c.releaseWriteIfEmpty()
+	}
+	return nil
+}
+
+func (c *Conn) writeLocked(b []byte, deadline time.Time) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if deadline.IsZero() {
+		if c.WriteTimeout > 0 {
+			now := time.Now()
+			if c.wdeadline-now.UnixNano() < int64(c.WriteTimeout/2) {
+				deadline = now.Add(c.WriteTimeout)
+			}
+		}
+	}
+	if !deadline.IsZero() {
+		if err := c.nc.SetWriteDeadline(deadline); err != nil {
+			return c.writeFailed(err)
+		}
+		c.wdeadline = deadline.UnixNano()
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		return c.writeFailed(err)
+	}
+	return nil
+}
+
+func (c *Conn) writeFailed(err error) error {
+	c.werr = err
+	c.wsent, c.wdone, c.wlen, c.wframe = 0, 0, 0, -1
+	c.releaseWriteIfEmpty()
+	return err
+}
+
+func (c *Conn) releaseWriteIfEmpty() {
+	if c.wbp != nil && c.wlen == 0 {
+		writePool.Put(c.wbp)
+		c.wbp = nil
+		c.wsent, c.wdone = 0, 0
+	}
+}
+
+// Release gives back the pooled buffers. Call it once reading has ended
+// (the reading goroutine is done); later writes fail.
+func (c *Conn) Release() {
+	c.releaseRead()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.wsent, c.wdone, c.wlen, c.wframe = 0, 0, 0, -1
+	c.releaseWriteIfEmpty()
+}
+
+// newKey returns a frame's mask key. RFC 6455 §5.3 asks for keys an
+// intermediary cannot predict; math/rand/v2's global source is ChaCha8
+// seeded from the OS, without the cost of a system call per frame.
+func newKey() [4]byte {
+	var k [4]byte
+	binary.LittleEndian.PutUint32(k[:], rand.Uint32())
+	return k
+}
+
+// maskBytes XORs b with key starting at key position pos, eight bytes at a
+// time, and returns the key position after b.
+func maskBytes(key [4]byte, pos int, b []byte) int {
+	if len(b) >= 16 {
+		var k8 [8]byte
+		for i := range k8 {
+			k8[i] = key[(pos+i)&3]
+		}
+		kw := binary.LittleEndian.Uint64(k8[:])
+		i := 0
+		for ; i+8 <= len(b); i += 8 {
+			binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^kw)
+		}
+		for ; i < len(b); i++ {
+			b[i] ^= key[(pos+i)&3]
+		}
+		return (pos + len(b)) & 3
+	}
+	for i := range b {
+		b[i] ^= key[(pos+i)&3]
+	}
+	return (pos + len(b)) & 3
+}
