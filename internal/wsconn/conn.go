@@ -571,6 +571,10 @@ func (c *Conn) AbandonMessage() {
 	if c.wframe >= 0 {
 		c.wlen = c.wframe
 		c.wframe = -1
+		if c.wsent == c.wlen {
+			// What preceded it was sent: nothing is buffered.
+			c.wsent, c.wdone, c.wlen = 0, 0, 0
+		}
 	}
 	c.wop = -1
 	c.releaseWriteIfEmpty()
@@ -611,9 +615,9 @@ func (c *Conn) Buffered() bool {
 }
 
 // WriteControl sends a ping, pong or close frame now, after the complete
-// frames already buffered, with deadline as the write deadline. After a
-// close frame only control frames may follow (and data writes fail with
-// ErrCloseSent).
+// frames already buffered, with deadline as the write deadline. A close
+// frame is the last frame sent: later writes, control frames included,
+// fail with ErrCloseSent.
 func (c *Conn) WriteControl(op int, payload []byte, deadline time.Time) error {
 	if len(payload) > maxControlPayload {
 		return &ProtocolError{Msg: "control frame payload over 125 bytes"}
@@ -763,8 +767,10 @@ func (c *Conn) closeFrame(fin bool) {
 
 // flushLocked writes the complete frames, then gives the buffer back if
 // nothing else is in it. deadline zero means "WriteTimeout from now",
-// refreshed only when less than half of it is left, so that a busy
-// connection does not reset its timer on every flush.
+// refreshed only when less than half of it is left (or more than all of
+// it, after a control frame's longer deadline), so that a busy connection
+// does not reset its timer on every flush; with no WriteTimeout, it means
+// no deadline, whatever a control frame set before.
 func (c *Conn) flushLocked(deadline time.Time) error {
 	wb := *c.wbp
 	err := c.writeLocked(wb[c.wsent:c.wdone], deadline)
@@ -792,9 +798,14 @@ func (c *Conn) writeLocked(b []byte, deadline time.Time) error {
 	if deadline.IsZero() {
 		if c.WriteTimeout > 0 {
 			now := time.Now()
-			if c.wdeadline-now.UnixNano() < int64(c.WriteTimeout/2) {
+			if left := c.wdeadline - now.UnixNano(); left < int64(c.WriteTimeout/2) || left > int64(c.WriteTimeout) {
 				deadline = now.Add(c.WriteTimeout)
 			}
+		} else if c.wdeadline != 0 {
+			if err := c.nc.SetWriteDeadline(time.Time{}); err != nil {
+				return c.writeFailed(err)
+			}
+			c.wdeadline = 0
 		}
 	}
 	if !deadline.IsZero() {

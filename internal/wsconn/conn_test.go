@@ -1,0 +1,2105 @@
+package wsconn
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testTimeout bounds every blocking step, so that a broken test fails
+// instead of hanging.
+const testTimeout = 5 * time.Second
+
+func soon() time.Time { return time.Now().Add(testTimeout) }
+
+// payload returns n bytes of test data (printable ASCII for text).
+func payload(mt, n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		if mt == TextMessage {
+			b[i] = byte('a' + r.IntN(26))
+		} else {
+			b[i] = byte(r.Uint32())
+		}
+	}
+	return b
+}
+
+// ---- hand-written frames -------------------------------------------------
+
+var testKey = [4]byte{0x9a, 0x37, 0xc1, 0x5e}
+
+// frame encodes one frame with first byte b0 (FIN, RSV and opcode);
+// a masked frame uses testKey.
+func frame(b0 byte, masked bool, p []byte) []byte {
+	b := []byte{b0}
+	var m byte
+	if masked {
+		m = maskBit
+	}
+	switch n := len(p); {
+	case n <= 125:
+		b = append(b, m|byte(n))
+	case n <= 0xffff:
+		b = append(b, m|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, m|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	if !masked {
+		return append(b, p...)
+	}
+	b = append(b, testKey[:]...)
+	for i, x := range p {
+		b = append(b, x^testKey[i&3])
+	}
+	return b
+}
+
+func fin(op int) byte { return finBit | byte(op) }
+
+func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+
+func closePayload(code int, text string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), text...)
+}
+
+// rawFrame is a frame as a raw peer reads it, unmasked.
+type rawFrame struct {
+	fin    bool
+	op     int
+	masked bool
+	data   []byte
+}
+
+func (f rawFrame) String() string {
+	return fmt.Sprintf("{fin:%v op:%d masked:%v len:%d}", f.fin, f.op, f.masked, len(f.data))
+}
+
+// readFrame reads one frame, insisting on the shortest length encoding.
+func readFrame(r io.Reader) (rawFrame, error) {
+	var h [8]byte
+	if _, err := io.ReadFull(r, h[:2]); err != nil {
+		return rawFrame{}, err
+	}
+	if h[0]&rsvBits != 0 {
+		return rawFrame{}, errors.New("reserved bits set")
+	}
+	f := rawFrame{fin: h[0]&finBit != 0, op: int(h[0] & 0x0f), masked: h[1]&maskBit != 0}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(r, h[:2]); err != nil {
+			return rawFrame{}, err
+		}
+		if n = uint64(binary.BigEndian.Uint16(h[:2])); n <= 125 {
+			return rawFrame{}, fmt.Errorf("length %d in a 16-bit field", n)
+		}
+	case 127:
+		if _, err := io.ReadFull(r, h[:8]); err != nil {
+			return rawFrame{}, err
+		}
+		if n = binary.BigEndian.Uint64(h[:8]); n <= 0xffff {
+			return rawFrame{}, fmt.Errorf("length %d in a 64-bit field", n)
+		}
+	}
+	var key [4]byte
+	if f.masked {
+		if _, err := io.ReadFull(r, key[:]); err != nil {
+			return rawFrame{}, err
+		}
+	}
+	f.data = make([]byte, n)
+	if _, err := io.ReadFull(r, f.data); err != nil {
+		return rawFrame{}, err
+	}
+	if f.masked {
+		for i := range f.data {
+			f.data[i] ^= key[i&3]
+		}
+	}
+	return f, nil
+}
+
+// expectFrames reads len(want) frames from r and compares them with want;
+// every frame must be masked exactly when role is Client.
+func expectFrames(t *testing.T, r io.Reader, role Role, want ...rawFrame) {
+	t.Helper()
+	for i, w := range want {
+		f, err := readFrame(r)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.masked != (role == Client) {
+			t.Fatalf("frame %d: masked = %v from a %s", i, f.masked, roleName(role))
+		}
+		if f.fin != w.fin || f.op != w.op || !bytes.Equal(f.data, w.data) {
+			t.Fatalf("frame %d = %v %q, want %v %q", i, f, trim(f.data), w, trim(w.data))
+		}
+	}
+}
+
+func trim(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
+}
+
+func roleName(r Role) string {
+	if r == Client {
+		return "Client"
+	}
+	return "Server"
+}
+
+// ---- reading and writing whole messages ------------------------------------
+
+// readMsg reads one data message from c, checking the Piece invariants, and
+// returns its type, payload and the Size of its first piece.
+func readMsg(c *Conn) (mt int, data []byte, size int64, err error) {
+	for i := 0; ; i++ {
+		p, err := c.NextPiece()
+		if err != nil {
+			return 0, nil, 0, err
+		}
+		if p.First != (i == 0) {
+			return 0, nil, 0, fmt.Errorf("piece %d: First = %v", i, p.First)
+		}
+		if i == 0 {
+			mt, size = p.Type, p.Size
+		} else {
+			if p.Type != mt {
+				return 0, nil, 0, fmt.Errorf("piece %d: Type %d in a message of type %d", i, p.Type, mt)
+			}
+			if p.Size != -1 {
+				return 0, nil, 0, fmt.Errorf("piece %d: Size = %d, want -1", i, p.Size)
+			}
+		}
+		data = append(data, p.Data...)
+		if p.Last {
+			if size != -1 && size != int64(len(data)) {
+				return 0, nil, 0, fmt.Errorf("first piece's Size = %d, message is %d bytes", size, len(data))
+			}
+			return mt, data, size, nil
+		}
+	}
+}
+
+// writeMsg writes a whole message in one of three ways.
+func writeMsg(c *Conn, mt int, p []byte, way int) error {
+	switch way % 3 {
+	case 0:
+		return c.WriteMessage(mt, p)
+	case 1: // in odd chunks
+		c.BeginMessage(mt)
+		for len(p) > 0 {
+			n := min(len(p), 7919)
+			if err := c.Write(p[:n]); err != nil {
+				return err
+			}
+			p = p[n:]
+		}
+	default:
+		c.BeginMessage(mt)
+		if err := c.Write(p); err != nil {
+			return err
+		}
+	}
+	if err := c.EndMessage(); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// ---- peers -------------------------------------------------------------
+
+// tcpPair returns both ends of a TCP connection on 127.0.0.1.
+func tcpPair(t testing.TB) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		d.Close()
+		t.Fatal(r.err)
+	}
+	a, b = r.c.(*net.TCPConn), d.(*net.TCPConn)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	a.SetDeadline(soon())
+	b.SetDeadline(soon())
+	return a, b
+}
+
+// rawPair returns a Conn of the given role on a TCP connection and the raw
+// peer.
+func rawPair(t testing.TB, role Role) (*Conn, *net.TCPConn) {
+	a, b := tcpPair(t)
+	c := New(a, role, "", nil)
+	t.Cleanup(c.Release)
+	return c, b
+}
+
+func wsURL(s *httptest.Server) string { return "ws" + strings.TrimPrefix(s.URL, "http") }
+
+const testSubprotocol = "v12.stomp"
+
+// serverPair connects a gorilla client dialed with d to a Server Conn that
+// wraps the connection gorilla's Upgrader accepted.
+func serverPair(t *testing.T, d websocket.Dialer) (*Conn, *websocket.Conn) {
+	t.Helper()
+	conns := make(chan *Conn, 1)
+	up := websocket.Upgrader{Subprotocols: []string{testSubprotocol}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gc, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return // the dial fails
+		}
+		conns <- New(gc.NetConn(), Server, gc.Subprotocol(), nil)
+	}))
+	t.Cleanup(srv.Close)
+	d.Subprotocols = []string{testSubprotocol}
+	d.HandshakeTimeout = testTimeout
+	gc, _, err := d.Dial(wsURL(srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gc.Close() })
+	var c *Conn
+	select {
+	case c = <-conns:
+	case <-time.After(testTimeout):
+		t.Fatal("the server did not get its connection")
+	}
+	t.Cleanup(func() { c.Close(); c.Release() })
+	if c.Subprotocol() != testSubprotocol {
+		t.Fatalf("Subprotocol() = %q", c.Subprotocol())
+	}
+	c.WriteTimeout = testTimeout
+	c.SetReadDeadline(soon())
+	gc.SetReadDeadline(soon())
+	gc.SetWriteDeadline(soon())
+	return c, gc
+}
+
+// clientPair dials a gorilla server running serve with gorilla's Dialer
+// and wraps the connection in a Client Conn. serve must not send before it
+// has read a message from the client, so that gorilla's client buffers
+// nothing past the handshake. wait returns serve's result.
+func clientPair(t *testing.T, serve func(gc *websocket.Conn) error) (c *Conn, wait func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	up := websocket.Upgrader{Subprotocols: []string{testSubprotocol}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gc, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			errc <- err
+			return
+		}
+		gc.SetReadDeadline(soon())
+		gc.SetWriteDeadline(soon())
+		err = serve(gc)
+		gc.Close()
+		errc <- err
+	}))
+	t.Cleanup(srv.Close)
+	d := websocket.Dialer{Subprotocols: []string{testSubprotocol}, HandshakeTimeout: testTimeout}
+	gc, _, err := d.Dial(wsURL(srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = New(gc.NetConn(), Client, gc.Subprotocol(), nil)
+	if c.Subprotocol() != testSubprotocol {
+		t.Fatalf("Subprotocol() = %q", c.Subprotocol())
+	}
+	c.WriteTimeout = testTimeout
+	c.SetReadDeadline(soon())
+	var once sync.Once
+	var serr error
+	wait = func() error {
+		once.Do(func() {
+			select {
+			case serr = <-errc:
+			case <-time.After(testTimeout):
+				serr = errors.New("the gorilla server is still running")
+			}
+		})
+		return serr
+	}
+	t.Cleanup(func() { c.Close(); wait(); c.Release() })
+	return c, wait
+}
+
+// scriptConn is a net.Conn whose reads return the queued chunks: each read
+// returns as much of the current chunk as fits, never more than one chunk,
+// then io.EOF when the script is over. Writes are kept in out.
+type scriptConn struct {
+	chunks [][]byte
+	reads  int
+	onRead func()
+	out    bytes.Buffer
+}
+
+func (s *scriptConn) feed(chunks ...[]byte) { s.chunks = append(s.chunks, chunks...) }
+
+func (s *scriptConn) Read(p []byte) (int, error) {
+	s.reads++
+	if s.onRead != nil {
+		s.onRead()
+	}
+	for len(s.chunks) > 0 && len(s.chunks[0]) == 0 {
+		s.chunks = s.chunks[1:]
+	}
+	if len(s.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.chunks[0])
+	s.chunks[0] = s.chunks[0][n:]
+	return n, nil
+}
+
+func (s *scriptConn) Write(p []byte) (int, error)        { return s.out.Write(p) }
+func (s *scriptConn) Close() error                       { return nil }
+func (s *scriptConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (s *scriptConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
+func (s *scriptConn) SetDeadline(t time.Time) error      { return nil }
+func (s *scriptConn) SetReadDeadline(t time.Time) error  { return nil }
+func (s *scriptConn) SetWriteDeadline(t time.Time) error { return nil }
+
+// countConn counts the write system calls made on a net.Conn.
+type countConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// ---- 1. round trips ----------------------------------------------------
+
+var roundTripSizes = []int{0, 1, 125, 126, 65535, 65536, 200 << 10, 1 << 20}
+
+func TestRoundTripServer(t *testing.T) {
+	// A write buffer larger than any message: gorilla sends each as one
+	// frame, so the first piece must carry the whole Size.
+	c, gc := serverPair(t, websocket.Dialer{WriteBufferSize: 2 << 20})
+	way := 0
+	for i, size := range roundTripSizes {
+		for _, mt := range []int{TextMessage, BinaryMessage} {
+			want := payload(mt, size, uint64(i))
+			errc := make(chan error, 1)
+			go func() { errc <- gc.WriteMessage(mt, want) }()
+			gotType, got, gotSize, err := readMsg(c)
+			if werr := <-errc; werr != nil {
+				t.Fatalf("gorilla write of %d bytes: %v", size, werr)
+			}
+			if err != nil {
+				t.Fatalf("reading %d bytes: %v", size, err)
+			}
+			if gotType != mt || !bytes.Equal(got, want) {
+				t.Fatalf("read type %d, %d bytes; want type %d, %d bytes (equal: %v)", gotType, len(got), mt, size, bytes.Equal(got, want))
+			}
+			if gotSize != int64(size) {
+				t.Fatalf("first piece Size = %d, want %d", gotSize, size)
+			}
+
+			go func(way int) { errc <- writeMsg(c, mt, got, way) }(way)
+			way++
+			backType, back, err := gc.ReadMessage()
+			if werr := <-errc; werr != nil {
+				t.Fatalf("wsconn write of %d bytes: %v", size, werr)
+			}
+			if err != nil {
+				t.Fatalf("gorilla read of %d bytes: %v", size, err)
+			}
+			if backType != mt || !bytes.Equal(back, want) {
+				t.Fatalf("gorilla read type %d, %d bytes; want type %d, %d bytes", backType, len(back), mt, size)
+			}
+		}
+	}
+	if c.Buffered() {
+		t.Error("Buffered() after the last flush")
+	}
+}
+
+func TestRoundTripClient(t *testing.T) {
+	n := 2 * len(roundTripSizes)
+	c, wait := clientPair(t, func(gc *websocket.Conn) error {
+		for range n { // an echo; gorilla's server WriteMessage sends one frame
+			mt, p, err := gc.ReadMessage()
+			if err != nil {
+				return err
+			}
+			if err := gc.WriteMessage(mt, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	way := 0
+	for i, size := range roundTripSizes {
+		for _, mt := range []int{TextMessage, BinaryMessage} {
+			want := payload(mt, size, uint64(i))
+			errc := make(chan error, 1)
+			go func(way int) { errc <- writeMsg(c, mt, want, way) }(way)
+			way++
+			gotType, got, gotSize, err := readMsg(c)
+			if werr := <-errc; werr != nil {
+				t.Fatalf("wsconn write of %d bytes: %v", size, werr)
+			}
+			if err != nil {
+				t.Fatalf("reading the echo of %d bytes: %v (server: %v)", size, err, wait())
+			}
+			if gotType != mt || !bytes.Equal(got, want) {
+				t.Fatalf("echo type %d, %d bytes; want type %d, %d bytes", gotType, len(got), mt, size)
+			}
+			if gotSize != int64(size) {
+				t.Fatalf("first piece Size = %d, want %d", gotSize, size)
+			}
+		}
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---- 2. fragmented messages with pings between the fragments ------------
+
+// sendFragmented writes msg with gorilla's NextWriter (whose 4 KiB buffer
+// makes fragments) in three writes, with a ping after each of the first two.
+func sendFragmented(gc *websocket.Conn, msg []byte) error {
+	w, err := gc.NextWriter(BinaryMessage)
+	if err != nil {
+		return err
+	}
+	third := len(msg) / 3
+	for i, part := range [][]byte{msg[:third], msg[third : 2*third], msg[2*third:]} {
+		if _, err := w.Write(part); err != nil {
+			return err
+		}
+		if i < 2 {
+			if err := gc.WriteControl(PingMessage, []byte("p"+strconv.Itoa(i)), soon()); err != nil {
+				return err
+			}
+		}
+	}
+	return w.Close()
+}
+
+// pingRecorder records the pings a Conn gets and whether each came in the
+// middle of a message.
+type pingRecorder struct {
+	c     *Conn
+	pings []string
+	mid   []bool
+}
+
+func (r *pingRecorder) onPing(p []byte) {
+	r.pings = append(r.pings, string(p))
+	r.mid = append(r.mid, r.c.msgStarted)
+}
+
+func checkFragmented(t *testing.T, c *Conn, r *pingRecorder, want []byte) {
+	t.Helper()
+	mt, got, size, err := readMsg(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt != BinaryMessage || !bytes.Equal(got, want) {
+		t.Fatalf("got type %d, %d bytes (equal: %v); want %d bytes", mt, len(got), bytes.Equal(got, want), len(want))
+	}
+	if size != -1 {
+		t.Errorf("first piece of a fragmented message: Size = %d, want -1", size)
+	}
+	if strings.Join(r.pings, ",") != "p0,p1" {
+		t.Errorf("pings %q, want p0, p1", r.pings)
+	}
+	for i, m := range r.mid {
+		if !m {
+			t.Errorf("ping %d did not arrive between fragments", i)
+		}
+	}
+}
+
+func TestFragmentedFromGorillaClient(t *testing.T) {
+	c, gc := serverPair(t, websocket.Dialer{})
+	rec := &pingRecorder{c: c}
+	c.OnPing = rec.onPing
+	msg := payload(BinaryMessage, 30000, 7)
+	errc := make(chan error, 1)
+	go func() { errc <- sendFragmented(gc, msg) }()
+	checkFragmented(t, c, rec, msg)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFragmentedFromGorillaServer(t *testing.T) {
+	msg := payload(BinaryMessage, 30000, 8)
+	c, wait := clientPair(t, func(gc *websocket.Conn) error {
+		if _, _, err := gc.ReadMessage(); err != nil {
+			return err
+		}
+		return sendFragmented(gc, msg)
+	})
+	rec := &pingRecorder{c: c}
+	c.OnPing = rec.onPing
+	if err := c.WriteMessage(TextMessage, []byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	checkFragmented(t, c, rec, msg)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPieces checks the exact pieces and control-frame callbacks for
+// hand-written frames that all arrive at once.
+func TestPieces(t *testing.T) {
+	big := payload(BinaryMessage, 70000, 9)
+	sc := &scriptConn{}
+	sc.feed(cat(
+		frame(TextMessage, true, []byte("hel")),
+		frame(fin(PingMessage), true, []byte("p1")),
+		frame(opContinuation, true, nil),
+		frame(fin(PongMessage), true, []byte("q")),
+		frame(opContinuation, true, []byte("lo ")),
+		frame(fin(PingMessage), true, nil),
+		frame(fin(opContinuation), true, []byte("world")),
+		frame(fin(BinaryMessage), true, big),
+		frame(fin(TextMessage), true, nil),
+		frame(BinaryMessage, true, nil),
+		frame(fin(opContinuation), true, []byte("z")),
+	))
+	c := New(sc, Server, "", nil)
+	defer c.Release()
+	var log []string
+	c.OnPing = func(p []byte) { log = append(log, "ping "+string(p)) }
+	c.OnPong = func(p []byte) { log = append(log, "pong "+string(p)) }
+	piece := func() Piece {
+		t.Helper()
+		p, err := c.NextPiece()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, w := range []Piece{
+		{Type: TextMessage, Data: []byte("hel"), First: true, Size: -1},
+		{Type: TextMessage, Data: nil, Size: -1},
+		{Type: TextMessage, Data: []byte("lo "), Size: -1},
+		{Type: TextMessage, Data: []byte("world"), Last: true, Size: -1},
+	} {
+		p := piece()
+		log = append(log, "piece "+string(p.Data))
+		if p.Type != w.Type || !bytes.Equal(p.Data, w.Data) || p.First != w.First || p.Last != w.Last || p.Size != w.Size {
+			t.Fatalf("piece %+v, want %+v", p, w)
+		}
+	}
+	if got, want := strings.Join(log, "|"), "piece hel|ping p1|piece |pong q|piece lo |ping |piece world"; got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+
+	// One frame larger than any read buffer: several pieces, the first one
+	// with the whole Size.
+	var got []byte
+	for i := 0; ; i++ {
+		p := piece()
+		if p.Type != BinaryMessage || p.First != (i == 0) {
+			t.Fatalf("piece %d: %+v", i, p)
+		}
+		if want := map[bool]int64{true: int64(len(big)), false: -1}[i == 0]; p.Size != want {
+			t.Fatalf("piece %d: Size %d, want %d", i, p.Size, want)
+		}
+		got = append(got, p.Data...)
+		if p.Last {
+			if i == 0 {
+				t.Error("a 70000-byte frame came in one piece")
+			}
+			break
+		}
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("the large message was corrupted")
+	}
+
+	// An empty message: one piece, First and Last, Size 0.
+	if p := piece(); !p.First || !p.Last || p.Size != 0 || len(p.Data) != 0 || p.Type != TextMessage {
+		t.Fatalf("empty message: %+v", p)
+	}
+	// An empty first fragment.
+	if p := piece(); !p.First || p.Last || p.Size != -1 || len(p.Data) != 0 || p.Type != BinaryMessage {
+		t.Fatalf("empty first fragment: %+v", p)
+	}
+	if p := piece(); p.First || !p.Last || p.Size != -1 || string(p.Data) != "z" || p.Type != BinaryMessage {
+		t.Fatalf("last fragment: %+v", p)
+	}
+}
+
+// TestHeaderStraddlesReads feeds a stream one byte per read.
+func TestHeaderStraddlesReads(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		masked := role == Server
+		msgs := [][]byte{nil, []byte("x"), payload(TextMessage, 125, 1), payload(TextMessage, 126, 2), payload(BinaryMessage, 70000, 3)}
+		var stream []byte
+		for i, m := range msgs {
+			stream = append(stream, frame(fin(PingMessage), masked, []byte("ping"+strconv.Itoa(i)))...)
+			stream = append(stream, frame(fin(BinaryMessage), masked, m)...)
+		}
+		stream = append(stream, frame(fin(CloseMessage), masked, closePayload(1000, "done"))...)
+		sc := &scriptConn{}
+		for i := range stream {
+			sc.feed(stream[i : i+1])
+		}
+		c := New(sc, role, "", nil)
+		var pings []string
+		c.OnPing = func(p []byte) { pings = append(pings, string(p)) }
+		for i, want := range msgs {
+			_, got, size, err := readMsg(c)
+			if err != nil {
+				t.Fatalf("%s: message %d: %v", roleName(role), i, err)
+			}
+			if !bytes.Equal(got, want) || size != int64(len(want)) {
+				t.Fatalf("%s: message %d: %d bytes (Size %d), want %d", roleName(role), i, len(got), size, len(want))
+			}
+		}
+		var ce *websocket.CloseError
+		if _, err := c.NextPiece(); !errors.As(err, &ce) || ce.Code != 1000 || ce.Text != "done" {
+			t.Fatalf("%s: after the messages: %v", roleName(role), err)
+		}
+		if len(pings) != len(msgs) || pings[len(msgs)-1] != "ping4" {
+			t.Errorf("%s: pings %q", roleName(role), pings)
+		}
+		c.Release()
+	}
+}
+
+// ---- 3. coalescing -----------------------------------------------------
+
+func dataFrame(op int, fin bool, p string) rawFrame {
+	return rawFrame{fin: fin, op: op, data: []byte(p)}
+}
+
+func TestCoalescing(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			a, peer := tcpPair(t)
+			cc := &countConn{Conn: a}
+			c := New(cc, role, "", nil)
+			defer c.Release()
+			writes := func(want int64) {
+				t.Helper()
+				if got := cc.writes.Load(); got != want {
+					t.Fatalf("%d write calls, want %d", got, want)
+				}
+			}
+
+			// Three messages, no Flush: nothing is sent.
+			for i := range 3 {
+				c.BeginMessage(TextMessage)
+				for _, part := range []string{"msg-", strconv.Itoa(i), strings.Repeat("!", 200*i)} {
+					if err := c.Write([]byte(part)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.EndMessage(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !c.Buffered() {
+				t.Fatal("Buffered() = false with three messages waiting")
+			}
+			writes(0)
+			peer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			var buf [1]byte
+			if n, err := peer.Read(buf[:]); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the peer read %d bytes (%v) before Flush", n, err)
+			}
+			peer.SetReadDeadline(soon())
+
+			// Flush: all three in one write, in order.
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			writes(1)
+			if c.Buffered() || c.wbp != nil {
+				t.Fatal("a write buffer is held after Flush")
+			}
+			expectFrames(t, peer, role,
+				dataFrame(TextMessage, true, "msg-0"),
+				dataFrame(TextMessage, true, "msg-1"+strings.Repeat("!", 200)),
+				dataFrame(TextMessage, true, "msg-2"+strings.Repeat("!", 400)))
+			if err := c.Flush(); err != nil { // nothing to send
+				t.Fatal(err)
+			}
+			writes(1)
+
+			// WriteMessage flushes at once, with what was buffered before.
+			c.BeginMessage(BinaryMessage)
+			c.Write([]byte("queued"))
+			c.EndMessage()
+			if err := c.WriteMessage(TextMessage, []byte("now")); err != nil {
+				t.Fatal(err)
+			}
+			writes(2)
+			expectFrames(t, peer, role, dataFrame(BinaryMessage, true, "queued"), dataFrame(TextMessage, true, "now"))
+
+			// A ping follows the complete frames buffered, in one write.
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("a"))
+			c.EndMessage()
+			c.BeginMessage(TextMessage)
+			c.EndMessage() // an empty message
+			if err := c.WriteControl(PingMessage, []byte("ping"), soon()); err != nil {
+				t.Fatal(err)
+			}
+			writes(3)
+			expectFrames(t, peer, role,
+				dataFrame(TextMessage, true, "a"),
+				dataFrame(TextMessage, true, ""),
+				rawFrame{fin: true, op: PingMessage, data: []byte("ping")})
+
+			// A ping while a message is half written: the complete frames
+			// before it go first, the open message stays buffered.
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("done"))
+			c.EndMessage()
+			c.BeginMessage(BinaryMessage)
+			c.Write([]byte("part1-"))
+			if err := c.WriteControl(PongMessage, []byte("pong"), soon()); err != nil {
+				t.Fatal(err)
+			}
+			writes(5)
+			if err := c.Flush(); err != nil { // the open message is not sent
+				t.Fatal(err)
+			}
+			writes(5)
+			c.Write([]byte("part2"))
+			c.EndMessage()
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			writes(6)
+			expectFrames(t, peer, role,
+				dataFrame(TextMessage, true, "done"),
+				rawFrame{fin: true, op: PongMessage, data: []byte("pong")},
+				dataFrame(BinaryMessage, true, "part1-part2"))
+
+			// A close frame while a message is half written: the complete
+			// frames go, the unfinished message is dropped, nothing follows.
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("complete"))
+			c.EndMessage()
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("unfinished"))
+			if err := c.WriteControl(CloseMessage, closePayload(1000, "bye"), soon()); err != nil {
+				t.Fatal(err)
+			}
+			if c.wbp != nil {
+				t.Error("a write buffer is held after the close frame")
+			}
+			if err := c.Write([]byte("more")); err != ErrCloseSent {
+				t.Errorf("Write after close: %v", err)
+			}
+			if err := c.EndMessage(); err != ErrCloseSent {
+				t.Errorf("EndMessage after close: %v", err)
+			}
+			if err := c.WriteMessage(TextMessage, []byte("x")); !errors.Is(err, websocket.ErrCloseSent) {
+				t.Errorf("WriteMessage after close: %v", err)
+			}
+			if err := c.WriteMessage(TextMessage, nil); err != ErrCloseSent {
+				t.Errorf("empty WriteMessage after close: %v", err)
+			}
+			if err := c.WriteControl(CloseMessage, nil, soon()); err != ErrCloseSent {
+				t.Errorf("second close frame: %v", err)
+			}
+			if err := c.Flush(); err != nil {
+				t.Errorf("Flush after close: %v", err)
+			}
+			c.Close()
+			expectFrames(t, peer, role,
+				dataFrame(TextMessage, true, "complete"),
+				rawFrame{fin: true, op: CloseMessage, data: closePayload(1000, "bye")})
+			if n, err := peer.Read(buf[:]); n != 0 || err != io.EOF {
+				t.Fatalf("after the close frame: %d bytes, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestBufferFull writes more than the write buffer holds without Flush:
+// whole frames go out as the buffer fills, and nothing is reordered.
+func TestBufferFull(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			c, peer := rawPair(t, role)
+			var want []rawFrame
+			for i := range 200 {
+				want = append(want, dataFrame(TextMessage, true, strconv.Itoa(i)+strings.Repeat("x", 150+i*7%400)))
+			}
+			errc := make(chan error, 1)
+			go func() {
+				for _, f := range want {
+					c.BeginMessage(TextMessage)
+					if err := c.Write(f.data); err != nil {
+						errc <- err
+						return
+					}
+					if err := c.EndMessage(); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- c.Flush()
+			}()
+			// A message that meets the end of the buffer goes out in two
+			// fragments.
+			fragmented := 0
+			for i, w := range want {
+				f, err := readMessage(peer, role)
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				if f.op != w.op || !bytes.Equal(f.data, w.data) {
+					t.Fatalf("message %d = %v %q, want %v %q", i, f, trim(f.data), w, trim(w.data))
+				}
+				if !f.fin {
+					fragmented++
+				}
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if fragmented == 0 || fragmented > 3 {
+				t.Errorf("%d messages fragmented", fragmented)
+			}
+		})
+	}
+}
+
+// readMessage reads the frames of one data message; fin in the result is
+// false when it came in fragments.
+func readMessage(r io.Reader, role Role) (rawFrame, error) {
+	var m rawFrame
+	for i := 0; ; i++ {
+		f, err := readFrame(r)
+		if err != nil {
+			return m, err
+		}
+		if f.masked != (role == Client) {
+			return m, fmt.Errorf("masked = %v from a %s", f.masked, roleName(role))
+		}
+		if (i == 0) != (f.op != opContinuation) || f.op > BinaryMessage {
+			return m, fmt.Errorf("fragment %d: opcode %d", i, f.op)
+		}
+		if i == 0 {
+			m = rawFrame{op: f.op, fin: f.fin, masked: f.masked}
+		}
+		m.data = append(m.data, f.data...)
+		if f.fin {
+			return m, nil
+		}
+	}
+}
+
+// TestBufferTail leaves r bytes free at the end of the write buffer, then
+// writes a ping and a message: the ping must not overflow the buffer, and a
+// message that does not fit starts as a fragment in the tail (with a short
+// header when it is small) or goes to the next buffer.
+func TestBufferTail(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			c, peer := rawPair(t, role)
+			slot := 4
+			if role == Client {
+				slot = 8
+			}
+			ping := payload(TextMessage, maxControlPayload, 1)
+			for _, r := range []int{0, 1, 4, 5, 8, 9, 10, 20, 130, 131, 132, 200} {
+				first := payload(BinaryMessage, writeBufferSize-slot-r, uint64(r))
+				next := payload(TextMessage, 300, uint64(r))
+				errc := make(chan error, 1)
+				go func() {
+					c.BeginMessage(BinaryMessage)
+					c.Write(first)
+					c.EndMessage()
+					if err := c.WriteControl(PingMessage, ping, soon()); err != nil {
+						errc <- err
+						return
+					}
+					c.BeginMessage(BinaryMessage)
+					c.Write(first)
+					c.EndMessage()
+					c.BeginMessage(TextMessage)
+					c.Write(next)
+					c.EndMessage()
+					errc <- c.Flush()
+				}()
+				expectFrames(t, peer, role, rawFrame{fin: true, op: BinaryMessage, data: first}, rawFrame{fin: true, op: PingMessage, data: ping})
+				for i, want := range []rawFrame{{op: BinaryMessage, data: first}, {op: TextMessage, data: next}} {
+					m, err := readMessage(peer, role)
+					if err != nil {
+						t.Fatalf("room %d, message %d: %v", r, i, err)
+					}
+					if m.op != want.op || !bytes.Equal(m.data, want.data) {
+						t.Fatalf("room %d, message %d: %v, want op %d, %d bytes", r, i, m, want.op, len(want.data))
+					}
+					if wantFin := i == 0 || r <= slot; m.fin != wantFin {
+						t.Errorf("room %d, message %d: fragmented: %v", r, i, !m.fin)
+					}
+				}
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				if c.wbp != nil {
+					t.Fatalf("room %d: a write buffer is held", r)
+				}
+			}
+		})
+	}
+}
+
+// ---- 4. messages larger than the write buffer --------------------------
+
+func TestLargeMessageFragments(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			c, peer := rawPair(t, role)
+			msg := payload(BinaryMessage, 300000, 11)
+			errc := make(chan error, 1)
+			go func() {
+				// A small message first, so that the large one starts
+				// part-way into the buffer; then odd-sized writes.
+				c.BeginMessage(TextMessage)
+				c.Write([]byte("hi"))
+				c.EndMessage()
+				c.BeginMessage(BinaryMessage)
+				chunks := []int{1, 3, 7, 16, 17, 4093, 33000, 65536}
+				for p, i := msg, 0; len(p) > 0; i++ {
+					n := min(len(p), chunks[i%len(chunks)])
+					if err := c.Write(p[:n]); err != nil {
+						errc <- err
+						return
+					}
+					p = p[n:]
+				}
+				if err := c.EndMessage(); err != nil {
+					errc <- err
+					return
+				}
+				errc <- c.Flush()
+			}()
+			expectFrames(t, peer, role, dataFrame(TextMessage, true, "hi"))
+			var got []byte
+			for i := 0; ; i++ {
+				f, err := readFrame(peer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOp := opContinuation
+				if i == 0 {
+					wantOp = BinaryMessage
+				}
+				if f.op != wantOp || f.masked != (role == Client) || len(f.data) > writeBufferSize {
+					t.Fatalf("fragment %d: %v", i, f)
+				}
+				got = append(got, f.data...)
+				if f.fin {
+					if i < 9 {
+						t.Errorf("300000 bytes in %d fragments", i+1)
+					}
+					break
+				}
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatal("the fragments do not reassemble to the message")
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if c.wbp != nil {
+				t.Error("a write buffer is held after the flush")
+			}
+		})
+	}
+}
+
+// TestRandomTraffic sends random messages, random writes and random
+// flushes, with pings from another goroutine, from one Conn to another.
+func TestRandomTraffic(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run("writer "+roleName(role), func(t *testing.T) {
+			a, b := tcpPair(t)
+			w := New(a, role, "", nil)
+			r := New(b, 1-role, "", nil)
+			defer w.Release()
+			defer r.Release()
+			const n = 300
+			msg := func(i int) (int, []byte) {
+				rng := rand.New(rand.NewPCG(uint64(i), 1))
+				size := rng.IntN(200)
+				switch rng.IntN(10) {
+				case 0:
+					size = rng.IntN(70000)
+				case 1, 2:
+					size = rng.IntN(5000)
+				}
+				mt := TextMessage + rng.IntN(2)
+				return mt, payload(mt, size, uint64(i))
+			}
+			var pings atomic.Int64
+			r.OnPing = func([]byte) { pings.Add(1) }
+			werr := make(chan error, 2)
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(99, 0))
+				for i := range n {
+					mt, p := msg(i)
+					w.BeginMessage(mt)
+					for len(p) > 0 {
+						k := min(len(p), 1+rng.IntN(1+len(p)))
+						if err := w.Write(p[:k]); err != nil {
+							werr <- err
+							return
+						}
+						p = p[k:]
+					}
+					if err := w.EndMessage(); err != nil {
+						werr <- err
+						return
+					}
+					if rng.IntN(3) == 0 {
+						if err := w.Flush(); err != nil {
+							werr <- err
+							return
+						}
+					}
+				}
+				werr <- w.Flush()
+			})
+			const npings = 50
+			wg.Go(func() {
+				for range npings {
+					if err := w.WriteControl(PingMessage, []byte("ping"), soon()); err != nil {
+						werr <- err
+						return
+					}
+				}
+				werr <- nil
+			})
+			for i := range n {
+				wantType, want := msg(i)
+				mt, got, _, err := readMsg(r)
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				if mt != wantType || !bytes.Equal(got, want) {
+					t.Fatalf("message %d: type %d, %d bytes; want type %d, %d bytes", i, mt, len(got), wantType, len(want))
+				}
+			}
+			wg.Wait()
+			for range 2 {
+				if err := <-werr; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.WriteControl(CloseMessage, closePayload(1000, ""), soon()); err != nil {
+				t.Fatal(err)
+			}
+			var ce *websocket.CloseError
+			if _, err := r.NextPiece(); !errors.As(err, &ce) || ce.Code != 1000 {
+				t.Fatalf("after the messages: %v", err)
+			}
+			if pings.Load() != npings {
+				t.Errorf("%d pings, want %d", pings.Load(), npings)
+			}
+		})
+	}
+}
+
+// ---- 5. protocol errors ------------------------------------------------
+
+func TestProtocolErrors(t *testing.T) {
+	bigLen := []byte{fin(BinaryMessage), maskBit | 127, 0x80, 0, 0, 0, 0, 0, 0, 1}
+	bigLen = append(bigLen, testKey[:]...)
+	cases := []struct {
+		name string
+		role Role
+		in   []byte
+	}{
+		{"RSV1", Server, frame(fin(TextMessage)|0x40, true, []byte("x"))},
+		{"RSV2", Client, frame(fin(BinaryMessage)|0x20, false, []byte("x"))},
+		{"RSV3 on a ping", Server, frame(fin(PingMessage)|0x10, true, nil)},
+		{"unmasked frame to a server", Server, frame(fin(TextMessage), false, []byte("x"))},
+		{"unmasked ping to a server", Server, frame(fin(PingMessage), false, nil)},
+		{"masked frame to a client", Client, frame(fin(TextMessage), true, []byte("x"))},
+		{"masked close to a client", Client, frame(fin(CloseMessage), true, nil)},
+		{"fragmented ping", Server, frame(PingMessage, true, []byte("p"))},
+		{"fragmented close", Client, frame(CloseMessage, false, nil)},
+		{"ping over 125 bytes", Server, frame(fin(PingMessage), true, make([]byte, 126))},
+		{"pong over 125 bytes", Client, frame(fin(PongMessage), false, make([]byte, 300))},
+		{"close over 125 bytes", Server, frame(fin(CloseMessage), true, closePayload(1000, strings.Repeat("r", 124)))},
+		{"opcode 3", Server, frame(fin(3), true, nil)},
+		{"opcode 7", Client, frame(fin(7), false, []byte("x"))},
+		{"opcode 11", Server, frame(fin(11), true, nil)},
+		{"opcode 15", Client, frame(fin(15), false, nil)},
+		{"continuation without a message", Server, frame(fin(opContinuation), true, []byte("x"))},
+		{"continuation after the message ended", Client, cat(frame(fin(TextMessage), false, []byte("a")), frame(fin(opContinuation), false, []byte("b")))},
+		{"new message before the previous ended", Server, cat(frame(TextMessage, true, []byte("a")), frame(fin(TextMessage), true, []byte("b")))},
+		{"new message after a ping inside a message", Client, cat(frame(BinaryMessage, false, []byte("a")), frame(fin(PingMessage), false, nil), frame(BinaryMessage, false, nil))},
+		{"64-bit length with the MSB set", Server, bigLen},
+		{"close code 1005", Server, frame(fin(CloseMessage), true, closePayload(1005, ""))},
+		{"close code 1006", Client, frame(fin(CloseMessage), false, closePayload(1006, ""))},
+		{"close code 999", Server, frame(fin(CloseMessage), true, closePayload(999, ""))},
+		{"close code 2000", Server, frame(fin(CloseMessage), true, closePayload(2000, "x"))},
+		{"close code 0", Server, frame(fin(CloseMessage), true, closePayload(0, ""))},
+		{"close code 1004", Server, frame(fin(CloseMessage), true, closePayload(1004, ""))},
+		{"close code 1015", Server, frame(fin(CloseMessage), true, closePayload(1015, ""))},
+		{"close code 2999", Server, frame(fin(CloseMessage), true, closePayload(2999, ""))},
+		{"close code 5000", Client, frame(fin(CloseMessage), false, closePayload(5000, ""))},
+		{"one-byte close payload", Server, frame(fin(CloseMessage), true, []byte{3})},
+		{"close reason not UTF-8", Server, frame(fin(CloseMessage), true, closePayload(1000, "ok\xff\xfe"))},
+		{"close reason with a lone surrogate", Client, frame(fin(CloseMessage), false, closePayload(1000, "\xed\xa0\x80"))},
+	}
+	check := func(t *testing.T, c *Conn) {
+		t.Helper()
+		closed := false
+		c.OnClose = func(int, string) { closed = true }
+		var err error
+		for range 10 {
+			if _, err = c.NextPiece(); err != nil {
+				break
+			}
+		}
+		var pe *ProtocolError
+		if !errors.As(err, &pe) {
+			t.Fatalf("NextPiece: %v (%T), want a *ProtocolError", err, err)
+		}
+		if !strings.HasPrefix(pe.Error(), "websocket: ") {
+			t.Errorf("Error() = %q", pe.Error())
+		}
+		if _, err2 := c.NextPiece(); err2 != err {
+			t.Errorf("the error is not sticky: then %v", err2)
+		}
+		if closed {
+			t.Error("OnClose was called for a broken close frame")
+		}
+		if c.rpool != nil || len(c.rbuf) != smallReadSize {
+			t.Error("the read buffer was not given back")
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Run("tcp", func(t *testing.T) {
+				c, peer := rawPair(t, tc.role)
+				if _, err := peer.Write(tc.in); err != nil {
+					t.Fatal(err)
+				}
+				check(t, c)
+			})
+			t.Run("bytewise", func(t *testing.T) {
+				sc := &scriptConn{}
+				for i := range tc.in {
+					sc.feed(tc.in[i : i+1])
+				}
+				c := New(sc, tc.role, "", nil)
+				defer c.Release()
+				check(t, c)
+			})
+		})
+	}
+}
+
+// ---- 6. close ----------------------------------------------------------
+
+func TestCloseFrames(t *testing.T) {
+	cases := []struct {
+		payload []byte
+		code    int
+		text    string
+	}{
+		{nil, websocket.CloseNoStatusReceived, ""},
+		{closePayload(1000, ""), 1000, ""},
+		{closePayload(1001, "going away"), 1001, "going away"},
+		{closePayload(1003, ""), 1003, ""},
+		{closePayload(1007, "é"), 1007, "é"},
+		{closePayload(1014, ""), 1014, ""},
+		{closePayload(3000, "x"), 3000, "x"},
+		{closePayload(4999, strings.Repeat("r", 123)), 4999, strings.Repeat("r", 123)},
+	}
+	for _, role := range []Role{Server, Client} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/%d", roleName(role), tc.code), func(t *testing.T) {
+				c, peer := rawPair(t, role)
+				masked := role == Server
+				// A message, then the close frame in the middle of another.
+				peer.Write(cat(frame(fin(TextMessage), masked, []byte("m")), frame(BinaryMessage, masked, []byte("half")), frame(fin(CloseMessage), masked, tc.payload)))
+				var calls []string
+				c.OnClose = func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }
+				if _, got, _, err := readMsg(c); err != nil || string(got) != "m" {
+					t.Fatalf("first message %q, %v", got, err)
+				}
+				if p, err := c.NextPiece(); err != nil || string(p.Data) != "half" {
+					t.Fatalf("fragment %q, %v", p.Data, err)
+				}
+				_, err := c.NextPiece()
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != tc.text {
+					t.Fatalf("NextPiece: %v, want close %d %q", err, tc.code, tc.text)
+				}
+				if want := fmt.Sprint(tc.code, " ", tc.text); len(calls) != 1 || calls[0] != want {
+					t.Errorf("OnClose calls %q, want [%q]", calls, want)
+				}
+				if _, err2 := c.NextPiece(); err2 != err {
+					t.Errorf("the error is not sticky: then %v", err2)
+				}
+				if len(calls) != 1 {
+					t.Errorf("OnClose called %d times", len(calls))
+				}
+			})
+		}
+	}
+}
+
+func TestCloseFromGorilla(t *testing.T) {
+	t.Run("gorilla client", func(t *testing.T) {
+		c, gc := serverPair(t, websocket.Dialer{})
+		var code int
+		var text string
+		c.OnClose = func(cd int, tx string) { code, text = cd, tx }
+		if err := gc.WriteControl(CloseMessage, websocket.FormatCloseMessage(4001, "bye now"), soon()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.NextPiece()
+		if !websocket.IsCloseError(err, 4001) || code != 4001 || text != "bye now" {
+			t.Fatalf("NextPiece: %v; OnClose(%d, %q)", err, code, text)
+		}
+	})
+	t.Run("gorilla server", func(t *testing.T) {
+		c, wait := clientPair(t, func(gc *websocket.Conn) error {
+			if _, _, err := gc.ReadMessage(); err != nil {
+				return err
+			}
+			return gc.WriteControl(CloseMessage, websocket.FormatCloseMessage(1001, "restart"), soon())
+		})
+		var code int
+		c.OnClose = func(cd int, _ string) { code = cd }
+		if err := c.WriteMessage(TextMessage, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.NextPiece()
+		if !websocket.IsCloseError(err, 1001) || code != 1001 {
+			t.Fatalf("NextPiece: %v; OnClose code %d", err, code)
+		}
+		if err := wait(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestEOF(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []byte
+	}{
+		{"between messages", frame(fin(TextMessage), true, []byte("m"))},
+		{"in a header", frame(fin(BinaryMessage), true, make([]byte, 1000))[:3]},
+		{"in a payload", frame(fin(BinaryMessage), true, make([]byte, 100000))[:5000]},
+		{"in a control frame", frame(fin(PingMessage), true, []byte("ping"))[:8]},
+		{"between fragments", frame(BinaryMessage, true, []byte("a"))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := rawPair(t, Server)
+			closed := false
+			c.OnClose = func(int, string) { closed = true }
+			peer.Write(tc.in)
+			peer.Close()
+			var err error
+			for range 100 {
+				if _, err = c.NextPiece(); err != nil {
+					break
+				}
+			}
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
+				t.Fatalf("NextPiece: %v (%T), want close 1006", err, err)
+			}
+			if !websocket.IsUnexpectedCloseError(err) {
+				t.Errorf("gorilla does not see %v as unexpected", err)
+			}
+			if _, err2 := c.NextPiece(); err2 != err {
+				t.Errorf("the error is not sticky: then %v", err2)
+			}
+			if closed {
+				t.Error("OnClose called without a close frame")
+			}
+		})
+	}
+}
+
+func TestReadErrorIsSticky(t *testing.T) {
+	c, _ := rawPair(t, Server)
+	c.SetReadDeadline(time.Now())
+	_, err := c.NextPiece()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("NextPiece: %v, want a timeout", err)
+	}
+	c.SetReadDeadline(soon())
+	if _, err2 := c.NextPiece(); err2 != err {
+		t.Fatalf("then %v", err2)
+	}
+}
+
+// ---- 7. stamps and BeforeRead --------------------------------------------
+
+func TestStamps(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	var rs, ws atomic.Int64
+	c.ReadStamp, c.WriteStamp = &rs, &ws
+	within := func(what string, stamp, before int64) {
+		t.Helper()
+		if after := time.Now().UnixNano(); stamp < before || stamp > after {
+			t.Errorf("%s = %d, want within [%d, %d]", what, stamp, before, after)
+		}
+	}
+
+	before := time.Now().UnixNano()
+	peer.Write(frame(fin(PingMessage), true, nil))
+	peer.Write(frame(fin(TextMessage), true, []byte("x")))
+	if _, _, _, err := readMsg(c); err != nil {
+		t.Fatal(err)
+	}
+	within("ReadStamp", rs.Load(), before)
+
+	// A control frame alone is a read too.
+	rs.Store(0)
+	before = time.Now().UnixNano()
+	peer.Write(cat(frame(fin(PongMessage), true, nil), frame(fin(CloseMessage), true, nil)))
+	if _, err := c.NextPiece(); !websocket.IsCloseError(err, websocket.CloseNoStatusReceived) {
+		t.Fatal(err)
+	}
+	within("ReadStamp after a control frame", rs.Load(), before)
+
+	// Control frames alone do not stamp writes.
+	if err := c.WriteControl(PingMessage, []byte("p"), soon()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteControl(PongMessage, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if ws.Load() != 0 {
+		t.Fatal("WriteStamp set by control frames")
+	}
+	// Buffering does not either; a flush does.
+	c.BeginMessage(TextMessage)
+	c.Write([]byte("x"))
+	c.EndMessage()
+	if ws.Load() != 0 {
+		t.Fatal("WriteStamp set before a flush")
+	}
+	before = time.Now().UnixNano()
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	within("WriteStamp after Flush", ws.Load(), before)
+
+	ws.Store(0)
+	if err := c.WriteControl(PingMessage, nil, soon()); err != nil {
+		t.Fatal(err)
+	}
+	if ws.Load() != 0 {
+		t.Fatal("WriteStamp set by a ping after the data was flushed")
+	}
+	// A ping that carries buffered data frames stamps.
+	c.BeginMessage(TextMessage)
+	c.EndMessage()
+	before = time.Now().UnixNano()
+	if err := c.WriteControl(PingMessage, nil, soon()); err != nil {
+		t.Fatal(err)
+	}
+	within("WriteStamp after a ping carrying data", ws.Load(), before)
+
+	// The fragments of a large message stamp as they go.
+	ws.Store(0)
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 256<<10)
+		_, err := io.ReadFull(peer, buf)
+		errc <- err
+	}()
+	c.BeginMessage(BinaryMessage)
+	before = time.Now().UnixNano()
+	if err := c.Write(make([]byte, 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	within("WriteStamp after fragments", ws.Load(), before)
+	c.AbandonMessage()
+	c.Close()
+	<-errc
+}
+
+// eventConn logs reads.
+type eventConn struct {
+	net.Conn
+	log *[]string
+}
+
+func (e eventConn) Read(b []byte) (int, error) {
+	*e.log = append(*e.log, "read")
+	return e.Conn.Read(b)
+}
+
+func TestBeforeRead(t *testing.T) {
+	a, peer := tcpPair(t)
+	var log []string
+	c := New(eventConn{a, &log}, Server, "", nil)
+	defer c.Release()
+	c.BeforeRead = func() { log = append(log, "before") }
+	want := []string{"a", "b", strings.Repeat("c", 20000)}
+	for _, m := range want {
+		peer.Write(frame(fin(TextMessage), true, []byte(m)))
+		_, got, _, err := readMsg(c)
+		if err != nil || string(got) != m {
+			t.Fatalf("read %d bytes, %v", len(got), err)
+		}
+	}
+	if len(log) < 6 || len(log)%2 != 0 {
+		t.Fatalf("events %q", log)
+	}
+	for i, e := range log {
+		if want := []string{"before", "read"}[i%2]; e != want {
+			t.Fatalf("event %d is %q, want %q: %q", i, e, want, log)
+		}
+	}
+
+	// The proxy's use: BeforeRead flushes what was forwarded.
+	out, outPeer := rawPair(t, Client)
+	c.BeforeRead = func() {
+		if err := out.Flush(); err != nil {
+			t.Error(err)
+		}
+	}
+	peer.Write(cat(frame(fin(TextMessage), true, []byte("1")), frame(fin(TextMessage), true, []byte("2"))))
+	for range 2 {
+		_, got, _, err := readMsg(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := out.WriteMessage(TextMessage, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectFrames(t, outPeer, Client, dataFrame(TextMessage, true, "1"), dataFrame(TextMessage, true, "2"))
+}
+
+// ---- 8. read buffers -----------------------------------------------------
+
+func TestReadBufferAdaptation(t *testing.T) {
+	sc := &scriptConn{}
+	c := New(sc, Server, "", nil)
+	defer c.Release()
+	on := func(want int) {
+		t.Helper()
+		if len(c.rbuf) != want || (c.rpool == nil) != (want == smallReadSize) {
+			t.Fatalf("read buffer of %d bytes (pooled: %v), want %d", len(c.rbuf), c.rpool != nil, want)
+		}
+	}
+	read := func(want []byte) {
+		t.Helper()
+		_, got, _, err := readMsg(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read %d bytes, want %d", len(got), len(want))
+		}
+	}
+	on(smallReadSize)
+
+	small := []byte("small")
+	sc.feed(frame(fin(TextMessage), true, small))
+	read(small)
+	on(smallReadSize)
+
+	// A large message arriving at once: the large pooled buffer.
+	big := payload(BinaryMessage, 200<<10, 1)
+	sc.feed(frame(fin(BinaryMessage), true, big))
+	read(big)
+	on(largeReadSize)
+
+	// Small traffic again: back on the embedded buffer within a few
+	// messages, and staying there.
+	for i := range 6 {
+		sc.feed(frame(fin(TextMessage), true, small))
+		read(small)
+		if i >= 2 {
+			on(smallReadSize)
+		}
+	}
+
+	// A 2000-byte payload whose header came alone: the mid-size buffer.
+	mid := payload(BinaryMessage, 2000, 2)
+	f := frame(fin(BinaryMessage), true, mid)
+	sc.feed(f[:8], f[8:])
+	read(mid)
+	on(midReadSize)
+	for range 3 {
+		sc.feed(frame(fin(TextMessage), true, small))
+		read(small)
+	}
+	on(smallReadSize)
+
+	// Control frames between large reads do not lose bytes.
+	var pings int
+	c.OnPing = func([]byte) { pings++ }
+	stream := cat(frame(fin(PingMessage), true, []byte("1")), frame(fin(BinaryMessage), true, big), frame(fin(PingMessage), true, []byte("2")), frame(fin(BinaryMessage), true, big))
+	sc.feed(stream[:40000], stream[40000:])
+	read(big)
+	read(big)
+	if pings != 2 {
+		t.Errorf("%d pings", pings)
+	}
+	if sc.reads == 0 {
+		t.Fatal("no reads")
+	}
+}
+
+func TestBufferedAfterHandshake(t *testing.T) {
+	masked := true
+	one := frame(fin(TextMessage), masked, []byte("one"))
+	two := frame(fin(BinaryMessage), masked, payload(BinaryMessage, 300, 1))
+	three := frame(fin(TextMessage), masked, []byte("three"))
+
+	t.Run("small", func(t *testing.T) {
+		sc := &scriptConn{}
+		buffered := cat(one, two, three[:3])
+		c := New(sc, Server, "", buffered)
+		defer c.Release()
+		buffered[0] = 0 // copied, not kept
+		sc.feed(three[3:])
+		for _, want := range []string{"one", string(payload(BinaryMessage, 300, 1))} {
+			if _, got, _, err := readMsg(c); err != nil || string(got) != want {
+				t.Fatalf("read %q, %v", trim(got), err)
+			}
+		}
+		if sc.reads != 0 {
+			t.Fatalf("%d reads before the buffered bytes were used up", sc.reads)
+		}
+		if _, got, _, err := readMsg(c); err != nil || string(got) != "three" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	})
+
+	t.Run("over the small buffer", func(t *testing.T) {
+		sc := &scriptConn{}
+		big := payload(BinaryMessage, 3000, 2)
+		c := New(sc, Server, "", cat(frame(fin(BinaryMessage), masked, big), one[:1]))
+		defer c.Release()
+		sc.feed(one[1:])
+		if _, got, _, err := readMsg(c); err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("read %d bytes, %v", len(got), err)
+		}
+		if sc.reads != 0 {
+			t.Fatalf("%d reads for a buffered message", sc.reads)
+		}
+		for range 3 {
+			if _, got, _, err := readMsg(c); err != nil || string(got) != "one" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+			sc.feed(one)
+		}
+		if c.rpool != nil || len(c.rbuf) != smallReadSize {
+			t.Errorf("read buffer of %d bytes after small traffic", len(c.rbuf))
+		}
+	})
+
+	t.Run("too many", func(t *testing.T) {
+		c := New(&scriptConn{}, Server, "", make([]byte, largeReadSize+1))
+		defer c.Release()
+		var pe *ProtocolError
+		if _, err := c.NextPiece(); !errors.As(err, &pe) {
+			t.Fatalf("NextPiece: %v", err)
+		}
+	})
+
+	t.Run("then a TCP peer", func(t *testing.T) {
+		// A client that sends at once: its first frame may arrive with
+		// the handshake, and the rest on the socket.
+		a, peer := tcpPair(t)
+		c := New(a, Server, "", one)
+		defer c.Release()
+		peer.Write(two)
+		if _, got, _, err := readMsg(c); err != nil || string(got) != "one" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		if _, got, _, err := readMsg(c); err != nil || len(got) != 300 {
+			t.Fatalf("read %d bytes, %v", len(got), err)
+		}
+	})
+}
+
+// ---- write deadlines, failures, release -----------------------------------
+
+// deadlineConn records the write deadline each write ran under.
+type deadlineConn struct {
+	net.Conn
+	wd      time.Time
+	atWrite []time.Time
+}
+
+func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
+	d.wd = t
+	return d.Conn.SetWriteDeadline(t)
+}
+
+func (d *deadlineConn) Write(b []byte) (int, error) {
+	d.atWrite = append(d.atWrite, d.wd)
+	return d.Conn.Write(b)
+}
+
+func TestWriteDeadlines(t *testing.T) {
+	a, _ := tcpPair(t)
+	dc := &deadlineConn{Conn: a}
+	c := New(dc, Server, "", nil)
+	defer c.Release()
+	last := func() time.Time { return dc.atWrite[len(dc.atWrite)-1] }
+
+	// No WriteTimeout: data writes have no deadline, even after a control
+	// frame written with one.
+	if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !last().IsZero() {
+		t.Fatalf("deadline %v without a WriteTimeout", last())
+	}
+	ctl := time.Now().Add(time.Hour)
+	if err := c.WriteControl(PingMessage, nil, ctl); err != nil {
+		t.Fatal(err)
+	}
+	if !last().Equal(ctl) {
+		t.Fatalf("ping deadline %v, want %v", last(), ctl)
+	}
+	if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !last().IsZero() {
+		t.Fatalf("a data write ran under the ping's deadline %v", last())
+	}
+
+	// A WriteTimeout bounds every flush, whatever deadline a control frame
+	// had.
+	c.WriteTimeout = time.Second
+	for _, ctl := range []time.Time{time.Now().Add(time.Hour), time.Now().Add(10 * time.Millisecond), {}} {
+		if !ctl.IsZero() {
+			if err := c.WriteControl(PingMessage, nil, ctl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := time.Now()
+		if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if d := last(); d.Before(before.Add(c.WriteTimeout/2)) || d.After(time.Now().Add(c.WriteTimeout)) {
+			t.Fatalf("after a ping with deadline %v: data written with deadline %v (now %v)", ctl, d, before)
+		}
+	}
+	// The deadline is not reset on every flush of a busy connection.
+	n := 0
+	for range 10 {
+		n = len(dc.atWrite)
+		if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n == 0 || !dc.atWrite[n].Equal(dc.atWrite[n-1]) {
+		t.Error("the write deadline was reset on a busy connection")
+	}
+	// A ping without a deadline gets the WriteTimeout.
+	before := time.Now()
+	c.wdeadline = 0
+	if err := c.WriteControl(PingMessage, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := last(); d.Before(before.Add(c.WriteTimeout)) || d.After(time.Now().Add(c.WriteTimeout)) {
+		t.Fatalf("ping without a deadline written under %v", d)
+	}
+}
+
+func TestWriteTimeout(t *testing.T) {
+	a, b := net.Pipe() // no reader: every write blocks
+	defer b.Close()
+	c := New(a, Client, "", nil)
+	defer c.Close()
+	defer c.Release()
+	c.WriteTimeout = 30 * time.Millisecond
+	err := c.WriteMessage(TextMessage, []byte("stuck"))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WriteMessage: %v, want a timeout", err)
+	}
+	if c.wbp != nil {
+		t.Error("write buffer held after a failed write")
+	}
+	// Errors are sticky.
+	if err2 := c.Flush(); err2 != err {
+		t.Errorf("Flush: %v", err2)
+	}
+	if err2 := c.WriteMessage(TextMessage, nil); err2 != err {
+		t.Errorf("WriteMessage: %v", err2)
+	}
+	if err2 := c.WriteControl(PingMessage, nil, time.Time{}); err2 != err {
+		t.Errorf("WriteControl: %v", err2)
+	}
+	c.BeginMessage(TextMessage)
+	if err2 := c.Write([]byte("x")); err2 != err {
+		t.Errorf("Write: %v", err2)
+	}
+	if err2 := c.EndMessage(); err2 != err {
+		t.Errorf("EndMessage: %v", err2)
+	}
+}
+
+func TestWriteControlErrors(t *testing.T) {
+	c, _ := rawPair(t, Client)
+	var pe *ProtocolError
+	if err := c.WriteControl(PingMessage, make([]byte, 126), soon()); !errors.As(err, &pe) {
+		t.Fatalf("126-byte ping: %v", err)
+	}
+	if err := c.WriteControl(PingMessage, make([]byte, 125), soon()); err != nil {
+		t.Fatalf("125-byte ping: %v", err)
+	}
+}
+
+func TestAbandonMessage(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			c, peer := rawPair(t, role)
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("kept"))
+			c.EndMessage()
+			c.BeginMessage(BinaryMessage)
+			c.Write([]byte("dropped"))
+			if err := c.Flush(); err != nil { // sends "kept" only
+				t.Fatal(err)
+			}
+			c.AbandonMessage()
+			if c.Buffered() {
+				t.Error("Buffered() after AbandonMessage")
+			}
+			if c.wbp != nil {
+				t.Error("a write buffer is held with nothing buffered")
+			}
+			// Nothing of the abandoned message was sent: a new one may
+			// follow.
+			if err := c.WriteMessage(TextMessage, []byte("next")); err != nil {
+				t.Fatal(err)
+			}
+			c.BeginMessage(TextMessage)
+			c.Write([]byte("dropped too"))
+			c.AbandonMessage()
+			if err := c.WriteControl(PingMessage, []byte("p"), soon()); err != nil {
+				t.Fatal(err)
+			}
+			expectFrames(t, peer, role,
+				dataFrame(TextMessage, true, "kept"),
+				dataFrame(TextMessage, true, "next"),
+				rawFrame{fin: true, op: PingMessage, data: []byte("p")})
+			if c.wbp != nil {
+				t.Error("a write buffer is held with nothing buffered")
+			}
+		})
+	}
+}
+
+func TestRelease(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	peer.Write(frame(fin(BinaryMessage), true, make([]byte, 100000)))
+	if p, err := c.NextPiece(); err != nil || len(p.Data) == 0 {
+		t.Fatal(err)
+	}
+	c.BeginMessage(TextMessage)
+	c.Write([]byte("pending"))
+	c.Release()
+	if c.rpool != nil || c.wbp != nil {
+		t.Fatal("buffers held after Release")
+	}
+	if err := c.WriteMessage(TextMessage, nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteMessage after Release: %v", err)
+	}
+	if err := c.WriteControl(PingMessage, nil, soon()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteControl after Release: %v", err)
+	}
+	if c.NetConn() == nil {
+		t.Fatal("NetConn() = nil")
+	}
+}
+
+// ---- 9. allocations and the forwarding benchmark -------------------------
+
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// readWhole reads one message and returns its length, without allocating.
+func readWhole(c *Conn) (int, error) {
+	n := 0
+	for {
+		p, err := c.NextPiece()
+		if err != nil {
+			return n, err
+		}
+		n += len(p.Data)
+		if p.Last {
+			return n, nil
+		}
+	}
+}
+
+func TestAllocs(t *testing.T) {
+	rc, in := rawPair(t, Server)  // reads masked frames from in
+	wc, out := rawPair(t, Client) // writes masked frames to out
+	f64 := frame(fin(TextMessage), true, payload(TextMessage, 64, 1))
+	f1k := frame(fin(TextMessage), true, payload(TextMessage, 1024, 2))
+	p64 := payload(TextMessage, 64, 3)
+	sink := make([]byte, 2048)
+	var failed error
+	step := func() {
+		for i, f := range [][]byte{f64, f1k} {
+			if _, err := in.Write(f); err != nil {
+				failed = err
+				return
+			}
+			if n, err := readWhole(rc); err != nil || n != []int{64, 1024}[i] {
+				failed = fmt.Errorf("read %d bytes, %v", n, err)
+				return
+			}
+		}
+		wc.BeginMessage(TextMessage)
+		if err := wc.Write(p64); err != nil {
+			failed = err
+			return
+		}
+		if err := wc.EndMessage(); err != nil {
+			failed = err
+			return
+		}
+		if err := wc.Flush(); err != nil {
+			failed = err
+			return
+		}
+		if _, err := io.ReadFull(out, sink[:2+4+64]); err != nil {
+			failed = err
+		}
+	}
+	for range 100 { // warm the pools
+		step()
+	}
+	allocs := testing.AllocsPerRun(1000, step)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if raceEnabled() {
+		t.Skipf("%.1f allocations per step; not checked with the race detector (sync.Pool drops buffers)", allocs)
+	}
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per step (two reads and a write), want 0", allocs)
+	}
+}
+
+// frameOverhead is the header length of a frame with an n-byte payload.
+func frameOverhead(n int, masked bool) int {
+	h := 2
+	switch {
+	case n > 0xffff:
+		h += 8
+	case n > 125:
+		h += 2
+	}
+	if masked {
+		h += 4
+	}
+	return h
+}
+
+// BenchmarkForward reads a masked frame on a Server Conn and forwards it,
+// piece by piece, through a Client Conn, as the proxy does.
+func BenchmarkForward(b *testing.B) {
+	for _, size := range []int{64, 1 << 10, 16 << 10} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			src, in := rawPair(b, Server)
+			dst, out := rawPair(b, Client)
+			for _, c := range []net.Conn{src.NetConn(), in, dst.NetConn(), out} {
+				c.SetDeadline(time.Time{})
+			}
+			f := frame(fin(BinaryMessage), true, payload(BinaryMessage, size, 1))
+			sink := make([]byte, frameOverhead(size, true)+size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := in.Write(f); err != nil {
+					b.Fatal(err)
+				}
+				for {
+					p, err := src.NextPiece()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if p.First {
+						dst.BeginMessage(p.Type)
+					}
+					if err := dst.Write(p.Data); err != nil {
+						b.Fatal(err)
+					}
+					if p.Last {
+						break
+					}
+				}
+				if err := dst.EndMessage(); err != nil {
+					b.Fatal(err)
+				}
+				if err := dst.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(out, sink); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// ---- 10. concurrent data and control writes ------------------------------
+
+// concurrentTraffic writes n messages (some larger than the write buffer)
+// from one goroutine and n pings from another, then "end".
+func concurrentTraffic(c *Conn, n int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() {
+		for i := range n {
+			p := payload(BinaryMessage, []int{10, 1000, 40000, 70000}[i%4], uint64(i))
+			if err := writeMsg(c, BinaryMessage, p, i); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := range n {
+			if err := c.WriteControl(PingMessage, []byte(strconv.Itoa(i)), soon()); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return c.WriteMessage(TextMessage, []byte("end"))
+}
+
+// receiveConcurrent is the gorilla side of concurrentTraffic.
+func receiveConcurrent(gc *websocket.Conn, n int) error {
+	next := 0
+	gc.SetPingHandler(func(s string) error {
+		if s != strconv.Itoa(next) {
+			return fmt.Errorf("ping %q, want %d", s, next)
+		}
+		next++
+		return nil
+	})
+	for i := 0; ; i++ {
+		mt, p, err := gc.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if mt == TextMessage {
+			if string(p) != "end" || i != n {
+				return fmt.Errorf("text message %q after %d messages", p, i)
+			}
+			break
+		}
+		if want := payload(BinaryMessage, []int{10, 1000, 40000, 70000}[i%4], uint64(i)); !bytes.Equal(p, want) {
+			return fmt.Errorf("message %d: %d bytes, corrupted or out of order", i, len(p))
+		}
+	}
+	if next != n {
+		return fmt.Errorf("%d pings, want %d", next, n)
+	}
+	return nil
+}
+
+func TestConcurrentWrites(t *testing.T) {
+	const n = 100
+	t.Run("Server", func(t *testing.T) {
+		c, gc := serverPair(t, websocket.Dialer{})
+		errc := make(chan error, 1)
+		go func() { errc <- concurrentTraffic(c, n) }()
+		if err := receiveConcurrent(gc, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Client", func(t *testing.T) {
+		c, wait := clientPair(t, func(gc *websocket.Conn) error { return receiveConcurrent(gc, n) })
+		if err := concurrentTraffic(c, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
