@@ -290,19 +290,18 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	cl := wsconn.New(clientConn.NetConn(), wsconn.Server, clientConn.Subprotocol(), nil)
 	s := newSession(h, cl, up, log, r)
 	h.track(s, true)
-	// The session runs on its own goroutine, owned by the Handler (Wait,
-	// Drain and CloseAll reach it through h.sessions), so that this
+	// The session runs on its pumps' goroutines, owned by the Handler
+	// (Wait, Drain and CloseAll reach it through h.sessions), so that this
 	// handler returns and net/http frees what it holds per connection
 	// (its 4 KiB write buffer, the request, a stack grown by parsing):
 	// about half of an idle session's memory otherwise.
 	handedOff = true
-	go func() {
+	s.start(func() {
 		// The slot is freed before the session leaves h.sessions, so a
 		// caller that saw the session count drop can be admitted.
-		defer h.track(s, false)
-		defer h.release()
-		s.run()
-	}()
+		h.release()
+		h.track(s, false)
+	})
 }
 
 func (h *Handler) track(s *Session, add bool) {

@@ -70,7 +70,7 @@ func (s *Session) info() SessionInfo {
 		Remote:           s.remote,
 		Path:             s.path,
 		Subprotocol:      s.client.conn.Subprotocol(),
-		Started:          s.start,
+		Started:          s.began,
 		ClientMessages:   s.client.msgs.Load(),
 		UpstreamMessages: s.upstream.msgs.Load(),
 		ClientBytes:      s.client.bytes.Load(),

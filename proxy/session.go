@@ -32,7 +32,7 @@ type Session struct {
 	h        *Handler
 	id       string
 	log      *zap.Logger
-	start    time.Time
+	began    time.Time
 	remote   string // client address, for /debug/sessions
 	path     string
 	client   *leg
@@ -42,6 +42,8 @@ type Session struct {
 
 	closing   atomic.Bool
 	closeOnce sync.Once
+	pumpsLeft atomic.Int32 // the last pump to end tears the session down
+	done      func()       // called once the session is torn down
 	abort     *time.Timer
 	ending    string // why the session ended, set once in finish
 	closedBy  string
@@ -83,13 +85,13 @@ func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *h
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),
-		start:    time.Now(),
+		began:    time.Now(),
 		remote:   r.RemoteAddr,
 		path:     r.URL.Path,
 		client:   &leg{name: "client", conn: client, hop: metrics.HopClient, limit: h.opts.MaxClientMessageBytes, dir: metrics.ClientToUpstream},
 		upstream: &leg{name: "upstream", conn: upstream, hop: metrics.HopUpstream, limit: h.opts.MaxUpstreamMessageBytes, dir: metrics.UpstreamToClient},
 	}
-	s.stomp = newStompStateFor(&h.opts, client.Subprotocol(), s.start)
+	s.stomp = newStompStateFor(&h.opts, client.Subprotocol(), s.began)
 	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", client.Subprotocol()))
 	for _, l := range []*leg{s.client, s.upstream} {
 		l.conn.OnClose = s.closeHandler(l)
@@ -131,15 +133,30 @@ func (s *Session) other(l *leg) *leg {
 	return s.client
 }
 
-func (s *Session) run() {
+// start runs the session: each pump on its own goroutine (see pumpLoop).
+// The last pump to end tears the session down and calls done; nothing
+// waits for the pumps, so an idle session costs two goroutines.
+func (s *Session) start(done func()) {
 	s.startStomp()
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		s.pumpThenClose(s.upstream, s.client)
-	}()
-	s.pumpThenClose(s.client, s.upstream)
-	<-upDone
+	s.done = done
+	s.pumpsLeft.Store(2)
+	go s.pumpLoop(s.upstream, s.client, s.newPumpState(s.upstream, s.client), false)
+	go s.pumpLoop(s.client, s.upstream, s.newPumpState(s.client, s.upstream), false)
+}
+
+// pumpEnded finishes what one pump's end requires, and tears the session
+// down when it was the last.
+func (s *Session) pumpEnded(src *leg, e end) {
+	if e.kind == endLost && src == s.client {
+		// The broker gets a DISCONNECT first, so it drops the client's
+		// subscriptions now rather than at its own timeout.
+		s.clientGone(e)
+	}
+	s.finish(e)
+	_ = src.conn.Close()
+	if s.pumpsLeft.Add(-1) > 0 {
+		return
+	}
 	s.stopTimer()
 	if s.abort != nil {
 		s.abort.Stop()
@@ -147,19 +164,7 @@ func (s *Session) run() {
 	s.client.conn.Release()
 	s.upstream.conn.Release()
 	s.logEnd()
-}
-
-// pumpThenClose forwards src to dst until src's read side ends, makes sure
-// the session is finishing, and releases src's socket.
-func (s *Session) pumpThenClose(src, dst *leg) {
-	e := s.pump(src, dst)
-	if e.kind == endLost && src == s.client {
-		// The broker gets a DISCONNECT first, so it drops the client's
-		// subscriptions now rather than at its own timeout.
-		s.clientGone(e)
-	}
-	s.finish(e)
-	_ = src.conn.NetConn().Close()
+	s.done()
 }
 
 // end describes why a pump stopped.
@@ -182,77 +187,125 @@ const (
 	endProtocol            // the peer sent STOMP stompgate cannot carry (code, text)
 )
 
-// pump forwards messages from src to dst piece by piece, as they arrive:
-// each piece is a slice of src's read buffer, copied once into dst's write
-// buffer, which is flushed when src is about to wait for more input (see
-// newSession). Text stays text and binary stays binary. STOMP sessions are
-// scanned on the way (see filter). It returns when src's read side ends; a
-// failed write to dst finishes the session but the pump keeps reading src,
-// so that src's close handshake can complete.
-func (s *Session) pump(src, dst *leg) end {
-	limit := src.limit
-	fromClient := src == s.client
-	var d *dirState
+// respawnAfterWait: a pump that waited this long for its peer moves to a
+// fresh goroutine before it waits again. Processing a burst grows a
+// goroutine's stack to 4 KiB or more, and Go does not shrink the stack of
+// a goroutine parked in a read, so without this every idle session would
+// keep two grown stacks; a new goroutine parks in 2 KiB. A busy leg never
+// pays for it, an idle one once per heart-beat at most.
+const respawnAfterWait = time.Second
+
+// pumpState is one direction's forwarding state, carried across the
+// goroutines the pump moves to.
+type pumpState struct {
+	src, dst   *leg
+	limit      int64
+	fromClient bool
+	d          *dirState // nil: not STOMP
+	out        msgWriter
+	n          int64 // payload bytes of the current message so far
+	mt         int   // its type
+	dropping   bool  // the session is closing: read and discard
+}
+
+func (s *Session) newPumpState(src, dst *leg) *pumpState {
+	ps := &pumpState{src: src, dst: dst, limit: src.limit, fromClient: src == s.client}
 	if st := s.stomp; st != nil {
-		d = &st.fromU
-		if fromClient {
-			d = &st.fromC
+		ps.d = &st.fromU
+		if ps.fromClient {
+			ps.d = &st.fromC
 		}
 	}
-	var (
-		out      msgWriter
-		n        int64 // payload bytes of the current message so far
-		dropping bool  // the session is closing: read and discard
-	)
+	return ps
+}
+
+// pumpLoop forwards src to dst until src's read side ends. It waits for
+// input in a shallow frame (src.conn.Fill) and forwards what arrived in
+// pumpBuffered, so that a goroutine that has just started can park
+// without growing its stack. fill is false on the first call: bytes read
+// with the handshake may already be buffered.
+func (s *Session) pumpLoop(src, dst *leg, ps *pumpState, fill bool) {
 	for {
-		p, err := src.conn.NextPiece()
+		if fill {
+			if err := src.conn.Fill(); err != nil {
+				ps.out.abandon()
+				s.pumpEnded(src, classify(src, err))
+				return
+			}
+		}
+		fill = true
+		if e, ended := s.pumpBuffered(ps); ended {
+			s.pumpEnded(src, e)
+			return
+		}
+		if src.conn.LastWait() >= respawnAfterWait {
+			go s.pumpLoop(src, dst, ps, true)
+			return
+		}
+	}
+}
+
+// pumpBuffered forwards the message pieces already read from src, without
+// reading more. Each piece is a slice of src's read buffer, copied once
+// into dst's write buffer, which is flushed when src is about to wait for
+// more input (see newSession). Text stays text and binary stays binary.
+// STOMP sessions are scanned on the way (see filter). ended is true when
+// src's read side ended; a failed write to dst finishes the session but
+// the pump keeps reading src, so that src's close handshake can complete.
+func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
+	src, dst, d := ps.src, ps.dst, ps.d
+	for {
+		p, ok, err := src.conn.TryPiece()
 		if err != nil {
-			out.abandon()
-			return classify(src, err)
+			ps.out.abandon()
+			return classify(src, err), true
+		}
+		if !ok {
+			return end{}, false
 		}
 		if p.First {
-			n = 0
-			dropping = s.closing.Load()
-			out = msgWriter{s: s, dst: dst, mt: p.Type}
+			ps.n, ps.mt = 0, p.Type
+			ps.dropping = s.closing.Load()
+			ps.out = msgWriter{s: s, dst: dst, mt: p.Type}
 			// A message sent as one frame declares its size: one over the
 			// limit is refused before any of it is forwarded, so the
 			// client can still get a STOMP ERROR.
-			if p.Size > limit {
-				return end{leg: src, kind: endTooBig}
+			if p.Size > ps.limit {
+				return end{leg: src, kind: endTooBig}, true
 			}
 		}
-		n += int64(len(p.Data))
-		if n > limit {
-			out.abandon()
-			return end{leg: src, kind: endTooBig}
+		ps.n += int64(len(p.Data))
+		if ps.n > ps.limit {
+			ps.out.abandon()
+			return end{leg: src, kind: endTooBig}, true
 		}
-		if dropping {
+		if ps.dropping {
 			continue
 		}
 		var rerr error
 		if len(p.Data) > 0 {
 			// The broker speaks only after CONNECT: before it, upstream
 			// bytes are not STOMP's business.
-			if d != nil && !s.stomp.disabled.Load() && (fromClient || s.stomp.connectSeen.Load()) {
-				rerr = s.filter(d, fromClient, p.Data, &out)
+			if d != nil && !s.stomp.disabled.Load() && (ps.fromClient || s.stomp.connectSeen.Load()) {
+				rerr = s.filter(d, ps.fromClient, p.Data, &ps.out)
 			} else {
-				out.write(p.Data)
+				ps.out.write(p.Data)
 			}
 		}
 		if !p.Last && rerr == nil {
 			continue
 		}
-		if rerr == nil && fromClient && d != nil && !s.stomp.disabled.Load() {
-			rerr = s.endOfClientMessage(d, &out)
+		if rerr == nil && ps.fromClient && d != nil && !s.stomp.disabled.Load() {
+			rerr = s.endOfClientMessage(d, &ps.out)
 		}
 		src.msgs.Add(1)
-		src.bytes.Add(n)
-		s.h.metrics.Message(src.dir, n)
+		src.bytes.Add(ps.n)
+		s.h.metrics.Message(src.dir, ps.n)
 		if rerr != nil {
 			// Never complete a truncated message: dst gets a close frame
 			// in the middle of it instead (legal, RFC 6455 §5.4) and no
 			// further data.
-			out.abandon()
+			ps.out.abandon()
 			var ie *inspect.Error
 			var pe *protocolError
 			switch {
@@ -261,21 +314,21 @@ func (s *Session) pump(src, dst *leg) end {
 				if !errors.Is(ie, inspect.ErrSyntax) && !errors.Is(ie, inspect.ErrInvalidHeader) {
 					code = websocket.CloseMessageTooBig
 				}
-				return end{leg: src, kind: endProtocol, code: code, text: ie.Msg, err: ie}
+				return end{leg: src, kind: endProtocol, code: code, text: ie.Msg, err: ie}, true
 			case errors.As(rerr, &pe):
-				return end{leg: src, kind: endProtocol, code: pe.code, text: pe.msg, err: pe}
+				return end{leg: src, kind: endProtocol, code: pe.code, text: pe.msg, err: pe}, true
 			}
-			return classify(src, rerr)
+			return classify(src, rerr), true
 		}
-		if n == 0 && (d == nil || s.stomp.disabled.Load() || s.stomp.mode != keepalive.Terminate) {
-			out.empty() // an empty message is forwarded as one
+		if ps.n == 0 && (d == nil || s.stomp.disabled.Load() || s.stomp.mode != keepalive.Terminate) {
+			ps.out.empty() // an empty message is forwarded as one
 		}
-		written, werr := out.finish(d)
+		written, werr := ps.out.finish(d)
 		if written && s.stomp != nil {
-			if fromClient {
-				s.stomp.lastTypeToUp.Store(int32(p.Type))
+			if ps.fromClient {
+				s.stomp.lastTypeToUp.Store(int32(ps.mt))
 			} else {
-				s.stomp.lastTypeToClient.Store(int32(p.Type))
+				s.stomp.lastTypeToClient.Store(int32(ps.mt))
 			}
 		}
 		if werr != nil {
@@ -549,7 +602,7 @@ func lostReason(name string, err error) string {
 
 func (s *Session) logEnd() {
 	fields := []zap.Field{
-		zap.Duration("duration", time.Since(s.start)),
+		zap.Duration("duration", time.Since(s.began)),
 		zap.Int64("client_messages", s.client.msgs.Load()),
 		zap.Int64("client_bytes", s.client.bytes.Load()),
 		zap.Int64("upstream_messages", s.upstream.msgs.Load()),
@@ -558,7 +611,7 @@ func (s *Session) logEnd() {
 		zap.String("end", s.ending),
 	}
 	fields = append(fields, s.stompFields()...)
-	s.h.metrics.SessionDuration.Observe(time.Since(s.start).Seconds())
+	s.h.metrics.SessionDuration.Observe(time.Since(s.began).Seconds())
 	for _, l := range []*leg{s.client, s.upstream} {
 		code, text := l.closeCode(l.name == s.closedBy)
 		s.h.metrics.Close(l.hop, code)

@@ -9,15 +9,19 @@
 //
 //   - A reader returns message payload as slices of its read buffer
 //     (NextPiece), unmasked in place: nothing is allocated per frame.
-//   - The read buffer is sized by the traffic: an idle connection blocks in
-//     read on a 512-byte buffer embedded in Conn; a connection that reads
-//     larger bursts borrows a pooled 4 KiB or 32 KiB buffer, and gives it
-//     back when the traffic turns small again.
+//   - Read buffers are pooled and sized by the traffic (512 B, 4 KiB or
+//     32 KiB, chosen from the size of the last read). On a TCP connection
+//     the read goes through syscall.RawConn, so that a connection with
+//     nothing to read parks holding no buffer at all: an idle connection
+//     costs its Conn struct and nothing more.
 //   - Writes are buffered in a pooled buffer and sent by Flush, so a proxy
-//     can coalesce all the messages it forwards from one read into one
-//     write(2) — nginx's behaviour — by flushing when its reader is about to
-//     block (BeforeRead). A connection with nothing buffered holds no write
-//     buffer.
+//     can coalesce all the messages it forwards from what it read into one
+//     write(2) by flushing when its reader is about to park (BeforeRead):
+//     only then, not before every read, so that input which arrived while
+//     it worked is forwarded in the same write. A connection with nothing
+//     buffered holds no write buffer.
+//   - Reading is split so that a goroutine can wait in a shallow frame:
+//     Fill reads, TryPiece returns what was read without reading.
 //
 // No extension is negotiated (stompgate never offers permessage-deflate), so
 // reserved bits are protocol errors. Text is not checked for UTF-8, as in
@@ -32,6 +36,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -57,10 +62,10 @@ const (
 
 	maxControlPayload = 125
 
-	// smallReadSize is the read buffer each Conn embeds and blocks on when
-	// its traffic is small: a heart-beat, a ping or a STOMP frame of a few
-	// hundred bytes arrives in one read. It must hold the largest header
-	// plus a whole control frame (14 + 125 bytes) after compaction.
+	// smallReadSize is the read buffer for small traffic: a heart-beat, a
+	// ping or a STOMP frame of a few hundred bytes arrives in one read. It
+	// must hold the largest header plus a whole control frame (14 + 125
+	// bytes).
 	smallReadSize = 512
 	midReadSize   = 4 << 10
 	largeReadSize = 32 << 10
@@ -102,6 +107,7 @@ type Piece struct {
 }
 
 var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallReadSize); return &b }}
 	midPool   = sync.Pool{New: func() any { b := make([]byte, midReadSize); return &b }}
 	largePool = sync.Pool{New: func() any { b := make([]byte, largeReadSize); return &b }}
 	writePool = sync.Pool{New: func() any { b := make([]byte, writeBufferSize); return &b }}
@@ -109,7 +115,8 @@ var (
 
 // Conn is one WebSocket connection after its handshake.
 //
-// Reading (NextPiece and the hooks it calls) belongs to one goroutine.
+// Reading (Fill, TryPiece, NextPiece and the hooks they call) belongs to
+// one goroutine.
 // Writing is safe from any goroutine; a message written with BeginMessage,
 // Write and EndMessage must not be interleaved with another data message by
 // the caller (the proxy holds its own lock per message), while control
@@ -119,9 +126,10 @@ type Conn struct {
 	role        Role
 	subprotocol string
 
-	// BeforeRead, if set, is called before every read system call, from the
-	// reading goroutine: the moment to flush what was forwarded from the
-	// bytes already read.
+	// BeforeRead, if set, is called from the reading goroutine before it
+	// waits for input: the moment to flush what was forwarded from the
+	// bytes already read. On a TCP connection that is when a read found
+	// nothing (EAGAIN); on others (TLS, pipes) before every read.
 	BeforeRead func()
 	// ReadStamp, if set, gets the time (UnixNano) of every read that
 	// returned bytes, control frames included.
@@ -134,7 +142,13 @@ type Conn struct {
 	OnClose        func(code int, text string)
 
 	// Read side, owned by the reading goroutine.
-	rbuf        []byte // small[:], or a pooled buffer (rpool)
+	raw         syscall.RawConn // nil: nc is not a plain socket
+	rawFn       func(fd uintptr) bool
+	rawN        int
+	rawErr      error
+	parkedAt    int64  // when Fill's read found nothing (UnixNano); 0: it did not
+	lastWait    int64  // how long the last Fill waited for input
+	rbuf        []byte // a pooled buffer (rpool) or nil
 	rpool       *[]byte
 	rpos, rend  int
 	lastRead    int   // bytes the last read returned
@@ -168,26 +182,26 @@ type Conn struct {
 	// WriteStamp, if set, gets the time of every flush that carried data
 	// frames (control frames do not count: a STOMP peer sees only data).
 	WriteStamp *atomic.Int64
-
-	small [smallReadSize]byte
 }
 
 // New wraps nc, whose handshake is complete. buffered holds bytes already
 // read past the handshake (the start of the first frames); it is copied.
 func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
 	c := &Conn{nc: nc, role: role, subprotocol: subprotocol, wframe: -1, wop: -1}
-	c.rbuf = c.small[:]
-	if len(buffered) > 0 {
-		if len(buffered) > len(c.rbuf) {
-			c.rpool = largePool.Get().(*[]byte)
-			c.rbuf = *c.rpool
-			if len(buffered) > len(c.rbuf) {
-				// Never happens with gorilla's small handshake buffers;
-				// refuse rather than truncate.
-				c.readErr = &ProtocolError{Msg: "too many bytes buffered after the handshake"}
-				return c
-			}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+			c.rawFn = c.rawRead // one method value for the connection's life
 		}
+	}
+	if len(buffered) > 0 {
+		if len(buffered) > largeReadSize {
+			// Never happens with gorilla's small handshake buffers;
+			// refuse rather than truncate.
+			c.readErr = &ProtocolError{Msg: "too many bytes buffered after the handshake"}
+			return c
+		}
+		c.acquire(sizeClass(len(buffered) + 1))
 		c.rend = copy(c.rbuf, buffered)
 	}
 	return c
@@ -206,20 +220,32 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // not wait for a writer: one blocked in write fails at once.
 func (c *Conn) Close() error { return c.nc.Close() }
 
-// NextPiece returns the next piece of data-message payload. Control frames
-// met on the way go to OnPing, OnPong and OnClose. Errors are final: a
-// *websocket.CloseError after a close frame, a *ProtocolError for a broken
-// peer, or the read error of the connection.
+// NextPiece returns the next piece of data-message payload, reading as
+// needed. Control frames met on the way go to OnPing, OnPong and OnClose.
+// Errors are final: a *websocket.CloseError after a close frame, a
+// *ProtocolError for a broken peer, or the read error of the connection.
 func (c *Conn) NextPiece() (Piece, error) {
+	for {
+		p, ok, err := c.TryPiece()
+		if err != nil || ok {
+			return p, err
+		}
+		if err := c.Fill(); err != nil {
+			return Piece{}, err
+		}
+	}
+}
+
+// TryPiece is NextPiece without reading: ok is false when what is buffered
+// holds no further piece (call Fill).
+func (c *Conn) TryPiece() (p Piece, ok bool, err error) {
 	if c.readErr != nil {
-		return Piece{}, c.readErr
+		return Piece{}, false, c.readErr
 	}
 	for {
 		if c.inData {
 			if c.frameLeft > 0 && c.rpos == c.rend {
-				if err := c.fill(); err != nil {
-					return Piece{}, c.fail(err)
-				}
+				return Piece{}, false, nil
 			}
 			n := int(min(c.frameLeft, int64(c.rend-c.rpos)))
 			data := c.rbuf[c.rpos : c.rpos+n]
@@ -240,10 +266,14 @@ func (c *Conn) NextPiece() (Piece, error) {
 					c.msgType, c.msgStarted = 0, false
 				}
 			}
-			return p, nil
+			return p, true, nil
 		}
-		if err := c.readHeader(); err != nil {
-			return Piece{}, c.fail(err)
+		got, err := c.readHeader()
+		if err != nil {
+			return Piece{}, false, c.fail(err)
+		}
+		if !got {
+			return Piece{}, false, nil
 		}
 	}
 }
@@ -260,27 +290,44 @@ func (c *Conn) releaseRead() {
 		putRead(c.rpool)
 		c.rpool = nil
 	}
-	c.rbuf = c.small[:]
+	c.rbuf = nil
 	c.rpos, c.rend = 0, 0
 }
 
+// acquire takes a read buffer of the given class; the Conn holds none.
+func (c *Conn) acquire(class int) {
+	switch class {
+	case 0:
+		c.rpool = smallPool.Get().(*[]byte)
+	case 1:
+		c.rpool = midPool.Get().(*[]byte)
+	default:
+		c.rpool = largePool.Get().(*[]byte)
+	}
+	c.rbuf = *c.rpool
+}
+
 func putRead(p *[]byte) {
-	if len(*p) == midReadSize {
+	switch len(*p) {
+	case smallReadSize:
+		smallPool.Put(p)
+	case midReadSize:
 		midPool.Put(p)
-	} else {
+	default:
 		largePool.Put(p)
 	}
 }
 
-// readHeader reads one frame header. A control frame is read whole and
-// handled; a data frame's payload is then returned by NextPiece.
-func (c *Conn) readHeader() error {
-	if err := c.need(2); err != nil {
-		return err
+// readHeader consumes one frame header from the buffer, if it is all
+// there. A control frame is consumed only whole, and handled; a data
+// frame's payload is then returned by TryPiece.
+func (c *Conn) readHeader() (bool, error) {
+	if c.rend-c.rpos < 2 {
+		return false, nil
 	}
 	b0, b1 := c.rbuf[c.rpos], c.rbuf[c.rpos+1]
 	if b0&rsvBits != 0 {
-		return &ProtocolError{Msg: "reserved bits set (no extension was negotiated)"}
+		return false, &ProtocolError{Msg: "reserved bits set (no extension was negotiated)"}
 	}
 	fin := b0&finBit != 0
 	op := int(b0 & 0x0f)
@@ -296,8 +343,8 @@ func (c *Conn) readHeader() error {
 	if masked {
 		hlen += 4
 	}
-	if err := c.need(hlen); err != nil {
-		return err
+	if c.rend-c.rpos < hlen {
+		return false, nil
 	}
 	h := c.rbuf[c.rpos : c.rpos+hlen]
 	switch size {
@@ -306,7 +353,7 @@ func (c *Conn) readHeader() error {
 	case 127:
 		u := binary.BigEndian.Uint64(h[2:])
 		if u>>63 != 0 {
-			return &ProtocolError{Msg: "frame length has its most significant bit set"}
+			return false, &ProtocolError{Msg: "frame length has its most significant bit set"}
 		}
 		size = int64(u)
 	}
@@ -314,33 +361,33 @@ func (c *Conn) readHeader() error {
 	if masked {
 		copy(key[:], h[hlen-4:])
 	}
-	c.rpos += hlen
 	if masked != (c.role == Server) {
 		if masked {
-			return &ProtocolError{Msg: "masked frame from a server"}
+			return false, &ProtocolError{Msg: "masked frame from a server"}
 		}
-		return &ProtocolError{Msg: "unmasked frame from a client"}
+		return false, &ProtocolError{Msg: "unmasked frame from a client"}
 	}
 	switch op {
 	case opContinuation:
 		if c.msgType == 0 {
-			return &ProtocolError{Msg: "continuation frame without a message to continue"}
+			return false, &ProtocolError{Msg: "continuation frame without a message to continue"}
 		}
 	case TextMessage, BinaryMessage:
 		if c.msgType != 0 {
-			return &ProtocolError{Msg: "new message before the previous one ended"}
+			return false, &ProtocolError{Msg: "new message before the previous one ended"}
 		}
 		c.msgType = op
 	case CloseMessage, PingMessage, PongMessage:
 		if !fin {
-			return &ProtocolError{Msg: "fragmented control frame"}
+			return false, &ProtocolError{Msg: "fragmented control frame"}
 		}
 		if size > maxControlPayload {
-			return &ProtocolError{Msg: "control frame payload over 125 bytes"}
+			return false, &ProtocolError{Msg: "control frame payload over 125 bytes"}
 		}
-		if err := c.need(int(size)); err != nil {
-			return err
+		if c.rend-c.rpos < hlen+int(size) {
+			return false, nil
 		}
+		c.rpos += hlen
 		payload := c.rbuf[c.rpos : c.rpos+int(size)]
 		c.rpos += int(size)
 		if masked {
@@ -356,19 +403,20 @@ func (c *Conn) readHeader() error {
 				c.OnPong(payload)
 			}
 		case CloseMessage:
-			return c.closeReceived(payload)
+			return false, c.closeReceived(payload)
 		}
-		return nil
+		return true, nil
 	default:
-		return &ProtocolError{Msg: "unknown opcode " + strconv.Itoa(op)}
+		return false, &ProtocolError{Msg: "unknown opcode " + strconv.Itoa(op)}
 	}
+	c.rpos += hlen
 	c.inData = true
 	c.frameLeft = size
 	c.frameFin = fin
 	c.frameMasked = masked
 	c.rkey = key
 	c.rkeyPos = 0
-	return nil
+	return true, nil
 }
 
 func (c *Conn) closeReceived(p []byte) error {
@@ -404,74 +452,137 @@ func validReceivedCloseCode(code int) bool {
 	return false
 }
 
-// need makes sure n contiguous bytes are buffered (n ≤ 139: a header or a
-// control frame).
-func (c *Conn) need(n int) error {
-	for c.rend-c.rpos < n {
-		if err := c.fill(); err != nil {
-			return err
-		}
+// Fill reads from the connection once, waiting for input if there is
+// none, and keeps what TryPiece has not consumed (at most an incomplete
+// header or control frame). Errors are final, as NextPiece's.
+func (c *Conn) Fill() error {
+	if c.readErr != nil {
+		return c.readErr
 	}
-	return nil
-}
-
-// fill reads from the socket at least once, keeping unread bytes (at most
-// an incomplete header or control frame). It picks the buffer for the read
-// from the traffic: the embedded small one after small reads, a pooled one
-// after a read that filled its buffer or while a large payload is due.
-func (c *Conn) fill() error {
 	if c.pendingErr != nil {
-		return c.pendingErr
+		return c.fail(c.pendingErr)
 	}
-	keep := c.rend - c.rpos
-	want := sizeClass(c.lastRead)
-	if c.lastRead > 0 && c.lastRead == c.lastRoom && want < 2 {
-		want++ // the last read filled the buffer: more was probably waiting
-	}
-	if c.inData {
-		want = max(want, sizeClass(int(min(c.frameLeft, largeReadSize))))
-	}
-	if want != classOf(len(c.rbuf)) {
-		var nb []byte
-		var np *[]byte
-		switch want {
-		case 0:
-			nb = c.small[:]
-		case 1:
-			np = midPool.Get().(*[]byte)
-			nb = *np
-		default:
-			np = largePool.Get().(*[]byte)
-			nb = *np
+	c.compact()
+	var n int
+	var err error
+	if c.raw != nil {
+		c.rawN, c.rawErr, c.parkedAt = 0, nil, 0
+		if err = c.raw.Read(c.rawFn); err == nil {
+			err = c.rawErr
 		}
-		copy(nb, c.rbuf[c.rpos:c.rend])
-		if c.rpool != nil {
-			putRead(c.rpool)
+		n = c.rawN
+	} else {
+		if c.rbuf == nil {
+			c.acquire(c.wantClass())
 		}
-		c.rbuf, c.rpool = nb, np
-	} else if c.rpos > 0 {
-		copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+		if c.BeforeRead != nil {
+			c.BeforeRead()
+		}
+		c.parkedAt = time.Now().UnixNano()
+		n, err = c.nc.Read(c.rbuf[c.rend:])
+		if err == nil && n == 0 {
+			err = io.ErrNoProgress
+		}
 	}
-	c.rpos, c.rend = 0, keep
-	if c.BeforeRead != nil {
-		c.BeforeRead()
-	}
-	n, err := c.nc.Read(c.rbuf[keep:])
-	c.lastRead, c.lastRoom = n, len(c.rbuf)-keep
-	c.rend += n
 	if n > 0 {
+		now := time.Now().UnixNano()
+		c.lastWait = 0
+		if c.parkedAt != 0 {
+			c.lastWait = now - c.parkedAt
+		}
+		c.lastRead, c.lastRoom = n, len(c.rbuf)-c.rend
+		c.rend += n
 		if c.ReadStamp != nil {
-			c.ReadStamp.Store(time.Now().UnixNano())
+			c.ReadStamp.Store(now)
 		}
 		if err != nil {
 			c.pendingErr = readError(err)
 		}
 		return nil
 	}
-	if err == nil {
-		err = io.ErrNoProgress
+	return c.fail(readError(err))
+}
+
+// rawRead is Fill's read on a socket, run by syscall.RawConn.Read, which
+// parks the goroutine until the socket is readable whenever it returns
+// false.
+func (c *Conn) rawRead(fd uintptr) bool {
+	if c.rbuf == nil {
+		c.acquire(c.wantClass())
 	}
-	return readError(err)
+	for {
+		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
+		switch err {
+		case nil:
+			if n == 0 {
+				c.rawErr = io.EOF
+			}
+			c.rawN = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if c.parkedAt == 0 {
+				// Nothing to read: forward what is buffered before
+				// parking, then wait without holding a buffer (unless it
+				// holds the start of a frame).
+				if c.BeforeRead != nil {
+					c.BeforeRead()
+				}
+				c.parkedAt = time.Now().UnixNano()
+			}
+			if c.rend == 0 {
+				c.releaseRead()
+			}
+			return false
+		default:
+			c.rawErr = err
+			return true
+		}
+	}
+}
+
+// LastWait is how long the last Fill waited for its input (0 if the input
+// was already there).
+func (c *Conn) LastWait() time.Duration { return time.Duration(c.lastWait) }
+
+// compact moves unread bytes to the buffer's start and, when the traffic
+// calls for another buffer size, switches (with no unread bytes, the next
+// read takes the new size from the pool).
+func (c *Conn) compact() {
+	if c.rbuf == nil {
+		return
+	}
+	keep := c.rend - c.rpos
+	want := c.wantClass()
+	switch {
+	case want != classOf(len(c.rbuf)) && keep == 0:
+		c.releaseRead()
+		return
+	case want != classOf(len(c.rbuf)):
+		old := c.rpool
+		unread := c.rbuf[c.rpos:c.rend]
+		c.acquire(want)
+		copy(c.rbuf, unread)
+		putRead(old)
+	case c.rpos > 0:
+		copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+	}
+	c.rpos, c.rend = 0, keep
+}
+
+// wantClass picks the read buffer's size class from the traffic: the size
+// of the last read, one class up if that read filled its buffer (more was
+// probably waiting), and at least what a large payload still due needs.
+func (c *Conn) wantClass() int {
+	want := sizeClass(c.lastRead)
+	if c.lastRead > 0 && c.lastRead == c.lastRoom && want < 2 {
+		want++
+	}
+	if c.inData {
+		want = max(want, sizeClass(int(min(c.frameLeft, largeReadSize))))
+	}
+	return want
 }
 
 func readError(err error) error {

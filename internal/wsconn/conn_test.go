@@ -1223,7 +1223,7 @@ func TestProtocolErrors(t *testing.T) {
 		if closed {
 			t.Error("OnClose was called for a broken close frame")
 		}
-		if c.rpool != nil || len(c.rbuf) != smallReadSize {
+		if c.rpool != nil || c.rbuf != nil {
 			t.Error("the read buffer was not given back")
 		}
 	}
@@ -1540,7 +1540,7 @@ func TestReadBufferAdaptation(t *testing.T) {
 	defer c.Release()
 	on := func(want int) {
 		t.Helper()
-		if len(c.rbuf) != want || (c.rpool == nil) != (want == smallReadSize) {
+		if len(c.rbuf) != want || (c.rpool == nil) != (want == 0) {
 			t.Fatalf("read buffer of %d bytes (pooled: %v), want %d", len(c.rbuf), c.rpool != nil, want)
 		}
 	}
@@ -1554,7 +1554,7 @@ func TestReadBufferAdaptation(t *testing.T) {
 			t.Fatalf("read %d bytes, want %d", len(got), len(want))
 		}
 	}
-	on(smallReadSize)
+	on(0) // none until the first read
 
 	small := []byte("small")
 	sc.feed(frame(fin(TextMessage), true, small))
@@ -1567,7 +1567,7 @@ func TestReadBufferAdaptation(t *testing.T) {
 	read(big)
 	on(largeReadSize)
 
-	// Small traffic again: back on the embedded buffer within a few
+	// Small traffic again: back on the small buffer within a few
 	// messages, and staying there.
 	for i := range 6 {
 		sc.feed(frame(fin(TextMessage), true, small))
@@ -1648,7 +1648,7 @@ func TestBufferedAfterHandshake(t *testing.T) {
 			}
 			sc.feed(one)
 		}
-		if c.rpool != nil || len(c.rbuf) != smallReadSize {
+		if len(c.rbuf) != smallReadSize {
 			t.Errorf("read buffer of %d bytes after small traffic", len(c.rbuf))
 		}
 	})
