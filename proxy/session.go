@@ -101,8 +101,8 @@ func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *h
 	// Coalescing: what a pump forwards is flushed when the pump is about
 	// to wait for more input, so the messages of one read leave in one
 	// write.
-	s.client.conn.BeforeRead = func() { s.flush(s.upstream) }
-	s.upstream.conn.BeforeRead = func() { s.flush(s.client) }
+	s.client.conn.BeforeRead = func() { s.flush(s.upstream, s.client.conn.LastReadAt()) }
+	s.upstream.conn.BeforeRead = func() { s.flush(s.client, s.upstream.conn.LastReadAt()) }
 	return s
 }
 
@@ -198,7 +198,11 @@ const respawnAfterWait = time.Second
 // pumpState is one direction's forwarding state, carried across the
 // goroutines the pump moves to.
 type pumpState struct {
+	s          *Session
 	src, dst   *leg
+	handler    func() bool // ps.handle, made once
+	end        end         // why the pump ended, when ended
+	ended      bool
 	limit      int64
 	fromClient bool
 	d          *dirState // nil: not STOMP
@@ -209,7 +213,8 @@ type pumpState struct {
 }
 
 func (s *Session) newPumpState(src, dst *leg) *pumpState {
-	ps := &pumpState{src: src, dst: dst, limit: src.limit, fromClient: src == s.client}
+	ps := &pumpState{s: s, src: src, dst: dst, limit: src.limit, fromClient: src == s.client}
+	ps.handler = ps.handle
 	if st := s.stomp; st != nil {
 		ps.d = &st.fromU
 		if ps.fromClient {
@@ -225,24 +230,33 @@ func (s *Session) newPumpState(src, dst *leg) *pumpState {
 // without growing its stack. fill is false on the first call: bytes read
 // with the handshake may already be buffered.
 func (s *Session) pumpLoop(src, dst *leg, ps *pumpState, fill bool) {
-	for {
-		if fill {
-			if err := src.conn.Fill(); err != nil {
-				ps.out.abandon()
-				s.pumpEnded(src, classify(src, err))
-				return
-			}
-		}
-		fill = true
+	if !fill {
 		if e, ended := s.pumpBuffered(ps); ended {
 			s.pumpEnded(src, e)
 			return
 		}
-		if src.conn.LastWait() >= respawnAfterWait {
-			go s.pumpLoop(src, dst, ps, true)
-			return
-		}
 	}
+	if err := src.conn.Serve(ps.handler); err != nil {
+		ps.out.abandon()
+		s.pumpEnded(src, classify(src, err))
+		return
+	}
+	if ps.ended {
+		s.pumpEnded(src, ps.end)
+		return
+	}
+	go s.pumpLoop(src, dst, ps, true)
+}
+
+// handle is the pump's Serve handler: it forwards what was read, and stops
+// Serve when src's read side ended or the pump should move to a fresh
+// goroutine.
+func (ps *pumpState) handle() bool {
+	if e, ended := ps.s.pumpBuffered(ps); ended {
+		ps.end, ps.ended = e, true
+		return true
+	}
+	return ps.src.conn.LastWait() >= respawnAfterWait
 }
 
 // pumpBuffered forwards the message pieces already read from src, without
@@ -289,10 +303,11 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 			if d != nil && !s.stomp.disabled.Load() && (ps.fromClient || s.stomp.connectSeen.Load()) {
 				rerr = s.filter(d, ps.fromClient, p.Data, &ps.out)
 			} else {
-				ps.out.write(p.Data)
+				ps.out.writeChunk(p.Data)
 			}
 		}
 		if !p.Last && rerr == nil {
+			ps.out.flushPending() // p.Data is gone after the next TryPiece
 			continue
 		}
 		if rerr == nil && ps.fromClient && d != nil && !s.stomp.disabled.Load() {
@@ -338,9 +353,11 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 }
 
 // flush sends what the pumps buffered for l; called by the other leg's
-// reader before it waits for input.
-func (s *Session) flush(l *leg) {
-	if err := l.conn.Flush(); err != nil {
+// reader before it waits for input, with the time of that leg's last read
+// (close enough to now for a write deadline and a liveness stamp, and one
+// clock read fewer per message).
+func (s *Session) flush(l *leg, now int64) {
+	if err := l.conn.FlushAt(now); err != nil {
 		s.writeFailed(l, err)
 	}
 }
@@ -372,6 +389,11 @@ type msgWriter struct {
 	mt   int
 	open bool
 	err  error
+	// pend is the bytes written but not yet handed to dst's connection:
+	// the scanner reports a frame as several contiguous ranges of the
+	// chunk, which are joined here into one Write. It aliases src's read
+	// buffer, so it is handed over (flushPending) before the pump reads on.
+	pend []byte
 }
 
 func (m *msgWriter) begin() bool {
@@ -392,16 +414,55 @@ func (m *msgWriter) begin() bool {
 	return true
 }
 
+// writeChunk writes a range of the chunk being forwarded (src's read
+// buffer, unchanged until the pump reads on): it may be kept in pend.
+func (m *msgWriter) writeChunk(b []byte) {
+	if len(b) == 0 || !m.begin() {
+		return
+	}
+	if n := len(m.pend); n > 0 && cap(m.pend)-n >= len(b) && &m.pend[:n+1][n] == &b[0] {
+		m.pend = m.pend[:n+len(b)] // b follows pend in the chunk
+		return
+	}
+	m.flushPending()
+	m.pend = b
+}
+
+// write writes bytes from any other buffer (held or rewritten frames,
+// which are reused afterwards): they are handed over at once.
 func (m *msgWriter) write(b []byte) {
 	if len(b) == 0 || !m.begin() {
 		return
 	}
-	if err := m.dst.conn.Write(b); err != nil {
-		m.err = err
-		m.dst.conn.AbandonMessage()
-		m.open = false
-		m.dst.wmu.Unlock()
+	m.flushPending()
+	if m.open {
+		if err := m.dst.conn.Write(b); err != nil {
+			m.fail(err)
+		}
 	}
+}
+
+// flushPending hands pend to dst's connection.
+func (m *msgWriter) flushPending() {
+	if len(m.pend) == 0 {
+		return
+	}
+	b := m.pend
+	m.pend = nil
+	if !m.open {
+		return
+	}
+	if err := m.dst.conn.Write(b); err != nil {
+		m.fail(err)
+	}
+}
+
+func (m *msgWriter) fail(err error) {
+	m.err = err
+	m.pend = nil
+	m.dst.conn.AbandonMessage()
+	m.open = false
+	m.dst.wmu.Unlock()
 }
 
 // empty forwards an empty message.
@@ -418,7 +479,9 @@ func (m *msgWriter) finish(d *dirState) (written bool, err error) {
 	if !m.open {
 		return false, m.err
 	}
-	err = m.dst.conn.EndMessage()
+	b := m.pend
+	m.pend = nil
+	err = m.dst.conn.WriteEnd(b)
 	m.open = false
 	m.dst.wmu.Unlock()
 	return err == nil, err
@@ -427,6 +490,7 @@ func (m *msgWriter) finish(d *dirState) (written bool, err error) {
 // abandon gives up a message half written: dst may only get control frames
 // from now on.
 func (m *msgWriter) abandon() {
+	m.pend = nil
 	if m.open {
 		m.dst.conn.AbandonMessage()
 		m.dst.truncated.Store(true)
@@ -480,7 +544,7 @@ func (s *Session) finish(e end) {
 			e.leg.lost = true
 			e.leg.mu.Unlock()
 			e.leg.closeSent.Store(true) // nothing can be sent on a dead leg
-			_ = e.leg.conn.NetConn().Close()
+			_ = e.leg.conn.Close()
 			reason := lostReason(e.leg.name, e.err)
 			if e.leg == s.upstream {
 				s.tellClient(reason)
@@ -662,7 +726,7 @@ func (s *Session) armAbort() {
 	_ = s.client.conn.SetReadDeadline(deadline)
 	_ = s.upstream.conn.SetReadDeadline(deadline)
 	s.abort = time.AfterFunc(s.h.opts.CloseTimeout, func() {
-		_ = s.client.conn.NetConn().Close()
-		_ = s.upstream.conn.NetConn().Close()
+		_ = s.client.conn.Close()
+		_ = s.upstream.conn.Close()
 	})
 }

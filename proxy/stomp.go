@@ -368,7 +368,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 				// Not STOMP after all: everything goes through untouched.
 				s.disableStomp("client sent no STOMP frame: " + err.Error())
 				s.flushUndecided(d, out)
-				out.write(chunk[pos:])
+				out.writeChunk(chunk[pos:])
 				return nil
 			}
 			return err
@@ -385,7 +385,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			case undecided:
 				d.lead = append(d.lead, seg...)
 			case !terminate:
-				out.write(seg)
+				out.writeChunk(seg)
 			}
 			continue
 		case inspect.Partial:
@@ -400,7 +400,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			}
 			if st.disabled.Load() {
 				s.flushUndecided(d, out)
-				out.write(chunk[ev.Start:])
+				out.writeChunk(chunk[ev.Start:])
 				return nil
 			}
 			if undecided {
@@ -422,7 +422,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 		if d.holding {
 			d.hold = append(d.hold, seg...)
 		} else {
-			out.write(seg)
+			out.writeChunk(seg)
 		}
 		switch ev.Kind {
 		case inspect.HeadersEnd:

@@ -146,8 +146,13 @@ type Conn struct {
 	rawFn       func(fd uintptr) bool
 	rawN        int
 	rawErr      error
-	parkedAt    int64  // when Fill's read found nothing (UnixNano); 0: it did not
-	lastWait    int64  // how long the last Fill waited for input
+	serveFn     func(fd uintptr) bool
+	handle      func() bool // Serve's handler
+	stopped     bool        // handle asked Serve to stop
+	closed      atomic.Bool
+	parked      bool   // Fill's read found nothing and BeforeRead was called
+	lastReadAt  int64  // when the last read returned bytes (UnixNano)
+	lastWait    int64  // the time between the last two reads that returned bytes
 	rbuf        []byte // a pooled buffer (rpool) or nil
 	rpool       *[]byte
 	rpos, rend  int
@@ -191,7 +196,9 @@ func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
-			c.rawFn = c.rawRead // one method value for the connection's life
+			// Method values made once for the connection's life.
+			c.rawFn = c.rawRead
+			c.serveFn = c.serveRead
 		}
 	}
 	if len(buffered) > 0 {
@@ -217,8 +224,12 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // Close closes the underlying connection without a close frame. It does
-// not wait for a writer: one blocked in write fails at once.
-func (c *Conn) Close() error { return c.nc.Close() }
+// not wait for a writer: one blocked in write fails at once, and a reader
+// in Serve stops at its next read.
+func (c *Conn) Close() error {
+	c.closed.Store(true)
+	return c.nc.Close()
+}
 
 // NextPiece returns the next piece of data-message payload, reading as
 // needed. Control frames met on the way go to OnPing, OnPong and OnClose.
@@ -466,7 +477,7 @@ func (c *Conn) Fill() error {
 	var n int
 	var err error
 	if c.raw != nil {
-		c.rawN, c.rawErr, c.parkedAt = 0, nil, 0
+		c.rawN, c.rawErr, c.parked = 0, nil, false
 		if err = c.raw.Read(c.rawFn); err == nil {
 			err = c.rawErr
 		}
@@ -478,29 +489,128 @@ func (c *Conn) Fill() error {
 		if c.BeforeRead != nil {
 			c.BeforeRead()
 		}
-		c.parkedAt = time.Now().UnixNano()
 		n, err = c.nc.Read(c.rbuf[c.rend:])
 		if err == nil && n == 0 {
 			err = io.ErrNoProgress
 		}
 	}
 	if n > 0 {
-		now := time.Now().UnixNano()
-		c.lastWait = 0
-		if c.parkedAt != 0 {
-			c.lastWait = now - c.parkedAt
-		}
-		c.lastRead, c.lastRoom = n, len(c.rbuf)-c.rend
-		c.rend += n
-		if c.ReadStamp != nil {
-			c.ReadStamp.Store(now)
-		}
+		c.got(n)
 		if err != nil {
 			c.pendingErr = readError(err)
 		}
 		return nil
 	}
 	return c.fail(readError(err))
+}
+
+// got accounts for n bytes just read into the buffer.
+func (c *Conn) got(n int) {
+	now := time.Now().UnixNano()
+	c.lastWait = 0
+	if c.lastReadAt != 0 {
+		c.lastWait = now - c.lastReadAt
+	}
+	c.lastReadAt = now
+	c.lastRead, c.lastRoom = n, len(c.rbuf)-c.rend
+	c.rend += n
+	if c.ReadStamp != nil {
+		c.ReadStamp.Store(now)
+	}
+}
+
+// Serve reads and calls handle after every read that returned bytes;
+// handle consumes what it can with TryPiece and returns true to stop.
+// Serve returns nil when handle stopped it, else the connection's final
+// error (as NextPiece's).
+//
+// On a TCP connection Serve stays in one syscall.RawConn.Read for as long
+// as handle lets it, which keeps the socket's readiness from one read to
+// the next: after a read that did not fill the buffer (the socket was
+// drained) it flushes (BeforeRead) and parks at once, where a read loop
+// must read again and find nothing first. That is nginx's behaviour, and
+// a system call saved per burst of input.
+func (c *Conn) Serve(handle func() (stop bool)) error {
+	if c.raw == nil {
+		for {
+			if err := c.Fill(); err != nil {
+				return err
+			}
+			if handle() {
+				return nil
+			}
+		}
+	}
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.pendingErr != nil {
+		return c.fail(c.pendingErr)
+	}
+	c.handle, c.rawErr, c.stopped = handle, nil, false
+	err := c.raw.Read(c.serveFn)
+	c.handle = nil
+	if err == nil {
+		if c.stopped {
+			return nil
+		}
+		err = c.rawErr
+	}
+	return c.fail(readError(err))
+}
+
+// serveRead is Serve's loop inside syscall.RawConn.Read: returning false
+// parks the goroutine until the socket is readable again.
+func (c *Conn) serveRead(fd uintptr) bool {
+	for {
+		if c.closed.Load() {
+			c.rawErr = net.ErrClosed
+			return true
+		}
+		c.compact()
+		if c.rbuf == nil {
+			c.acquire(c.wantClass())
+		}
+		room := len(c.rbuf) - c.rend
+		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.park()
+			return false
+		case err != nil:
+			c.rawErr = err
+			return true
+		case n == 0:
+			c.rawErr = io.EOF
+			return true
+		}
+		c.got(n)
+		if c.handle() || c.readErr != nil {
+			c.stopped = true
+			return true
+		}
+		if n < room {
+			// The socket is drained: the next byte to arrive will make
+			// it readable again.
+			c.park()
+			return false
+		}
+	}
+}
+
+// park gets ready to wait for input: what was forwarded is flushed, and
+// the read buffer goes back to its pool unless it holds the start of a
+// frame.
+func (c *Conn) park() {
+	if c.BeforeRead != nil {
+		c.BeforeRead()
+	}
+	c.compact()
+	if c.rend == 0 {
+		c.releaseRead()
+	}
 }
 
 // rawRead is Fill's read on a socket, run by syscall.RawConn.Read, which
@@ -522,14 +632,14 @@ func (c *Conn) rawRead(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if c.parkedAt == 0 {
+			if !c.parked {
 				// Nothing to read: forward what is buffered before
 				// parking, then wait without holding a buffer (unless it
 				// holds the start of a frame).
+				c.parked = true
 				if c.BeforeRead != nil {
 					c.BeforeRead()
 				}
-				c.parkedAt = time.Now().UnixNano()
 			}
 			if c.rend == 0 {
 				c.releaseRead()
@@ -542,9 +652,12 @@ func (c *Conn) rawRead(fd uintptr) bool {
 	}
 }
 
-// LastWait is how long the last Fill waited for its input (0 if the input
-// was already there).
+// LastWait is the time between the last two reads that returned bytes:
+// about how long the last Fill waited for its input.
 func (c *Conn) LastWait() time.Duration { return time.Duration(c.lastWait) }
+
+// LastReadAt is when the last read returned bytes (UnixNano; 0: never).
+func (c *Conn) LastReadAt() int64 { return c.lastReadAt }
 
 // compact moves unread bytes to the buffer's start and, when the traffic
 // calls for another buffer size, switches (with no unread bytes, the next
@@ -618,10 +731,11 @@ func classOf(size int) int {
 // BeginMessage starts a data message of type mt (TextMessage or
 // BinaryMessage). The caller writes its payload with Write and ends it with
 // EndMessage, and does not start another data message meanwhile.
+//
+// The message's state (its opcode) belongs to that one writer, so no lock
+// is taken here; the buffer's is taken by Write and EndMessage.
 func (c *Conn) BeginMessage(mt int) {
-	c.wmu.Lock()
 	c.wop = mt
-	c.wmu.Unlock()
 }
 
 // Write appends payload to the open message. It sends what is buffered only
@@ -629,6 +743,20 @@ func (c *Conn) BeginMessage(mt int) {
 func (c *Conn) Write(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.appendLocked(p)
+}
+
+// WriteEnd is Write(p) then EndMessage, under one lock.
+func (c *Conn) WriteEnd(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.appendLocked(p); err != nil {
+		return err
+	}
+	return c.endLocked()
+}
+
+func (c *Conn) appendLocked(p []byte) error {
 	if err := c.writable(); err != nil {
 		return err
 	}
@@ -641,7 +769,7 @@ func (c *Conn) Write(p []byte) error {
 		wb := *c.wbp
 		if c.wlen == len(wb) {
 			c.closeFrame(false)
-			if err := c.flushLocked(time.Time{}); err != nil {
+			if err := c.flushLocked(time.Time{}, 0); err != nil {
 				return err
 			}
 			continue
@@ -660,6 +788,10 @@ func (c *Conn) Write(p []byte) error {
 func (c *Conn) EndMessage() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.endLocked()
+}
+
+func (c *Conn) endLocked() error {
 	if err := c.writable(); err != nil {
 		return err
 	}
@@ -706,7 +838,10 @@ func (c *Conn) WriteMessage(mt int, p []byte) error {
 
 // Flush sends the complete frames buffered. An open message stays buffered
 // until it ends or fills the buffer.
-func (c *Conn) Flush() error {
+func (c *Conn) Flush() error { return c.FlushAt(0) }
+
+// FlushAt is Flush for a caller that knows the time (UnixNano; 0: unknown).
+func (c *Conn) FlushAt(now int64) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -715,7 +850,7 @@ func (c *Conn) Flush() error {
 	if c.wbp == nil || c.wdone == c.wsent {
 		return nil
 	}
-	return c.flushLocked(time.Time{})
+	return c.flushLocked(time.Time{}, now)
 }
 
 // Buffered reports whether complete frames wait for a Flush.
@@ -754,19 +889,19 @@ func (c *Conn) WriteControl(op int, payload []byte, deadline time.Time) error {
 		// it, then the control frame from its own small buffer (rare: only
 		// while a large message is being streamed).
 		if c.wdone > c.wsent {
-			if err := c.flushLocked(deadline); err != nil {
+			if err := c.flushLocked(deadline, 0); err != nil {
 				return err
 			}
 		}
 		frame := appendControl(make([]byte, 0, 14+len(payload)), c.role, op, payload)
-		return c.writeLocked(frame, deadline)
+		return c.writeLocked(frame, deadline, 0)
 	}
 	if c.wbp == nil {
 		c.wbp = writePool.Get().(*[]byte)
 	}
 	wb := *c.wbp
 	if len(wb)-c.wlen < 6+len(payload) {
-		if err := c.flushLocked(deadline); err != nil {
+		if err := c.flushLocked(deadline, 0); err != nil {
 			return err
 		}
 		if c.wbp == nil {
@@ -776,7 +911,7 @@ func (c *Conn) WriteControl(op int, payload []byte, deadline time.Time) error {
 	}
 	c.wlen = len(appendControl(wb[:c.wlen], c.role, op, payload))
 	c.wdone = c.wlen
-	return c.flushLocked(deadline)
+	return c.flushLocked(deadline, 0)
 }
 
 func appendControl(b []byte, role Role, op int, payload []byte) []byte {
@@ -818,7 +953,7 @@ func (c *Conn) openFrame() error {
 		c.wbp = writePool.Get().(*[]byte)
 	}
 	if len(*c.wbp)-c.wlen < c.headerSlot()+1 {
-		if err := c.flushLocked(time.Time{}); err != nil {
+		if err := c.flushLocked(time.Time{}, 0); err != nil {
 			return err
 		}
 		if c.wbp == nil {
@@ -882,9 +1017,16 @@ func (c *Conn) closeFrame(fin bool) {
 // it, after a control frame's longer deadline), so that a busy connection
 // does not reset its timer on every flush; with no WriteTimeout, it means
 // no deadline, whatever a control frame set before.
-func (c *Conn) flushLocked(deadline time.Time) error {
+//
+// now is the current time (UnixNano) if the caller knows it, else 0: a
+// proxy flushing what it forwarded knows when it read it, and one clock
+// read per message is saved.
+func (c *Conn) flushLocked(deadline time.Time, now int64) error {
 	wb := *c.wbp
-	err := c.writeLocked(wb[c.wsent:c.wdone], deadline)
+	if now == 0 && (c.WriteTimeout > 0 || (c.wdata && c.WriteStamp != nil)) {
+		now = time.Now().UnixNano()
+	}
+	err := c.writeLocked(wb[c.wsent:c.wdone], deadline, now)
 	if err != nil {
 		return err
 	}
@@ -892,7 +1034,7 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 	if c.wdata {
 		c.wdata = false
 		if c.WriteStamp != nil {
-			c.WriteStamp.Store(time.Now().UnixNano())
+			c.WriteStamp.Store(now)
 		}
 	}
 	if c.wframe < 0 {
@@ -902,15 +1044,17 @@ func (c *Conn) flushLocked(deadline time.Time) error {
 	return nil
 }
 
-func (c *Conn) writeLocked(b []byte, deadline time.Time) error {
+func (c *Conn) writeLocked(b []byte, deadline time.Time, now int64) error {
 	if len(b) == 0 {
 		return nil
 	}
 	if deadline.IsZero() {
 		if c.WriteTimeout > 0 {
-			now := time.Now()
-			if left := c.wdeadline - now.UnixNano(); left < int64(c.WriteTimeout/2) || left > int64(c.WriteTimeout) {
-				deadline = now.Add(c.WriteTimeout)
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if left := c.wdeadline - now; left < int64(c.WriteTimeout/2) || left > int64(c.WriteTimeout) {
+				deadline = time.Unix(0, now+int64(c.WriteTimeout))
 			}
 		} else if c.wdeadline != 0 {
 			if err := c.nc.SetWriteDeadline(time.Time{}); err != nil {
