@@ -23,6 +23,7 @@ import (
 	"github.com/stompgate/stompgate/admin"
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/memtrim"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
@@ -224,6 +225,12 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		ln.Close()
 		return fmt.Errorf("admin: listen on %s: %w", cfg.AdminAddr, err)
 	}
+
+	// Memory left free by bursts of handshakes goes back to the OS within
+	// seconds (internal/memtrim); the goroutine ends with serve.
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	defer stopTrim()
+	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, nil)
 
 	// The drain starts once, from the first signal or POST /drain, and
 	// runs under its own SHUTDOWN_TIMEOUT.
