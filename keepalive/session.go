@@ -27,6 +27,13 @@ type Activity struct {
 	// UpstreamWrite is the last time data was written upstream (forwarded
 	// client frames and EOLs alike; scenario 23).
 	UpstreamWrite time.Time
+
+	// UpstreamUnread and ClientUnread, if set, report whether bytes from
+	// that peer wait in the proxy's receive buffer, not yet read. They are
+	// asked only when a read deadline has passed: a peer whose bytes have
+	// arrived is alive, and a deadline missed because the proxy itself was
+	// too busy to read them (a saturated host) must not kill its session.
+	UpstreamUnread, ClientUnread func() bool
 }
 
 // never marks an event that has not happened; forever a deadline that does
@@ -196,9 +203,18 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 		s.pingPending = ps
 	}
 
-	// Deadlines first: a dead peer gets no more keepalives.
+	// Deadlines first: a dead peer gets no more keepalives. A passed
+	// deadline is checked against what has arrived but is not read yet.
 	cd := s.clientDeadline()
 	ud, udLen := s.upstreamDeadline(&v)
+	if ud <= v.n && a.UpstreamUnread != nil && a.UpstreamUnread() {
+		v.uRead = v.n
+		ud, udLen = s.upstreamDeadline(&v)
+	}
+	if cd <= v.n && a.ClientUnread != nil && a.ClientUnread() {
+		s.pingPending, v.cRead = never, v.n
+		cd = s.clientDeadline()
+	}
 	if cd <= v.n || ud <= v.n {
 		s.deadAt = v.n
 		if cd <= ud {
@@ -214,7 +230,25 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 		act |= PingClient
 		s.ping(&v)
 	}
-	if s.toClientDue(&v) <= v.n {
+	// One wake-up serves both hops. When the client's EOL is due, the
+	// broker's is sent with it if it is due within a quarter of the
+	// client's interval, or if it was sent within that quarter (the two
+	// hops are nearly in phase, the broker's first: one extra EOL puts
+	// them in phase). The broker needs an EOL at least every ½·Tcs_up
+	// (R3), so early is within its contract, while the client's spacing
+	// stays within [T/2, T] (contract 4). With equal periods (the
+	// defaults) an idle session then costs one timer firing per emission
+	// instead of two.
+	cDue, uDue := s.toClientDue(&v), s.upstreamEOLDue(&v)
+	if cDue <= v.n && uDue > v.n {
+		if cEvery, uEvery := s.emitEvery(); cEvery > 0 && uEvery >= cEvery {
+			w := cEvery / 4
+			if uDue <= v.n+w || (s.upEOL != never && v.n-s.upEOL <= w) {
+				uDue = v.n
+			}
+		}
+	}
+	if cDue <= v.n {
 		if s.down.Send > 0 {
 			act |= SendClientEOL
 			s.clientEOL, v.cData, v.cAny = v.n, v.n, v.n
@@ -223,7 +257,7 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 			s.ping(&v)
 		}
 	}
-	if s.upstreamEOLDue(&v) <= v.n {
+	if uDue <= v.n {
 		act |= SendUpstreamEOL
 		s.upEOL, v.uWrite = v.n, v.n
 	}
@@ -236,6 +270,15 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	// protects the proxy from a busy loop if that ever stops being true.
 	next = max(next, v.n+MinInterval/10)
 	return act, s.start.Add(next)
+}
+
+// emitEvery returns the EOL emission intervals of the client and broker
+// hops, or zeros when either hop emits no heart-beat EOLs.
+func (s *Session) emitEvery() (client, upstream time.Duration) {
+	if s.mode != Terminate || s.down.Send <= 0 || s.up.Send <= 0 || s.disconnecting || s.fwdAt == never {
+		return 0, 0
+	}
+	return max(scale(s.down.Send, EmitFraction), MinInterval), max(scale(s.up.Send, EmitFraction), MinInterval)
 }
 
 // ping records a ping requested at v.n.

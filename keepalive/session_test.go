@@ -637,3 +637,68 @@ func lastBefore(ts []time.Duration, x time.Duration) time.Duration {
 	}
 	return last
 }
+
+// A passed read deadline is checked against bytes that have arrived but
+// are not read yet: a saturated proxy reading late must not kill a live
+// broker or client. Without unread bytes the verdict is as before.
+func TestUnreadBytesDeferDeadlines(t *testing.T) {
+	up, down := Negotiate(ours, springSB, stompJS, ours)
+	start := func() *Session {
+		s := NewSession(Config{}, t0)
+		s.ConnectForwarded(t0, V12)
+		s.UpstreamConnected(t0.Add(20*ms), V12, up)
+		s.ClientConnected(t0.Add(20*ms), V12, down)
+		return s
+	}
+	late := t0.Add(20*ms + scale(up.Recv, DefaultTolerance) + ms)
+	a := Activity{ClientRead: late, UpstreamRead: t0.Add(20 * ms)}
+
+	s := start()
+	if act, _ := s.Tick(late, a); !act.Has(UpstreamDead) {
+		t.Fatalf("no unread bytes: %v, want UpstreamDead", act)
+	}
+
+	s = start()
+	asked := 0
+	a.UpstreamUnread = func() bool { asked++; return true }
+	act, next := s.Tick(late, a)
+	if act.Has(UpstreamDead) || asked != 1 {
+		t.Fatalf("unread upstream bytes: %v (asked %d), want alive", act, asked)
+	}
+	if want := late.Add(scale(up.Recv, DefaultTolerance)); next.After(want) {
+		t.Fatalf("next wake-up %v, want by %v", next.Sub(t0), want.Sub(t0))
+	}
+	// Not asked while the deadline is ahead.
+	a.UpstreamRead = late
+	s.Tick(late.Add(s1), a)
+	if asked != 1 {
+		t.Fatalf("asked %d times, want 1", asked)
+	}
+}
+
+// With equal periods the broker's EOL joins the client's wake-up: after
+// the first emission the two are sent at the same instants.
+func TestEOLsShareWakeUps(t *testing.T) {
+	p := hb(4000, 4000)
+	sm := newSim(t, Config{}, clientPeer{sendEvery: 3 * s1, pongDelay: 50 * ms}, brokerPeer{sendEvery: 3 * s1},
+		connect(s1, 20*ms, V12, p, p, p, p)...).run(120 * s1)
+	if sm.dead != 0 {
+		t.Fatalf("%v at %v", sm.dead, sm.deadAt)
+	}
+	ups, downs := sm.times(SendUpstreamEOL), sm.times(SendClientEOL)
+	if len(ups) < 10 || len(downs) < 10 {
+		t.Fatalf("%d upstream and %d client EOLs", len(ups), len(downs))
+	}
+	shared := 0
+	for _, u := range ups {
+		if slices.Contains(downs, u) {
+			shared++
+		}
+	}
+	if shared < len(ups)-2 {
+		t.Fatalf("%d of %d upstream EOLs shared a wake-up with a client EOL", shared, len(ups))
+	}
+	if g := gaps(ups, 2*s1, 120*s1); slices.Max(g) > 2*s1 {
+		t.Fatalf("upstream EOL spacing %v, want at most Tcs_up/2", g)
+	}
+}

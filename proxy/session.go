@@ -23,11 +23,11 @@ import (
 
 // Session is one proxied client: two legs and two pumps.
 //
-// Ownership: the handler goroutine runs the client→upstream pump and owns the
-// Session; it starts one goroutine for the upstream→client pump and does not
-// return before that goroutine has ended and both sockets are closed. Every
-// path that ends a pump goes through finish, which sends the close frames
-// once and arms an abort timer, so no leg stays in CLOSING past CloseTimeout.
+// Ownership: the Handler owns the Session (h.sessions). Each pump runs on
+// its own goroutine (start, pumpLoop) and the last one to end tears the
+// session down (pumpEnded). Every path that ends a pump goes through
+// finish, which sends the close frames once and arms an abort timer, so no
+// leg stays in CLOSING past CloseTimeout.
 type Session struct {
 	h        *Handler
 	id       string
@@ -225,10 +225,10 @@ func (s *Session) newPumpState(src, dst *leg) *pumpState {
 }
 
 // pumpLoop forwards src to dst until src's read side ends. It waits for
-// input in a shallow frame (src.conn.Fill) and forwards what arrived in
-// pumpBuffered, so that a goroutine that has just started can park
-// without growing its stack. fill is false on the first call: bytes read
-// with the handshake may already be buffered.
+// input in a shallow frame (src.conn.Serve) and forwards what arrived in
+// pumpBuffered (through ps.handle), so that a goroutine that has just
+// started can park without growing its stack. fill is false on the first
+// call: bytes read with the handshake may already be buffered.
 func (s *Session) pumpLoop(src, dst *leg, ps *pumpState, fill bool) {
 	if !fill {
 		if e, ended := s.pumpBuffered(ps); ended {

@@ -52,6 +52,9 @@ type stompState struct {
 	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
 	lastTypeToClient, lastTypeToUp                     atomic.Int32
 
+	// Method values of the legs' wsconn.Conn.Unread, made once.
+	upstreamUnread, clientUnread func() bool
+
 	kaMu    sync.Mutex
 	ka      keepalive.Session
 	timer   *time.Timer
@@ -128,6 +131,10 @@ func (st *stompState) activity() keepalive.Activity {
 		PingSent:      fromNanos(st.pingSent.Load()),
 		UpstreamRead:  fromNanos(st.upstreamRead.Load()),
 		UpstreamWrite: fromNanos(st.upstreamWrite.Load()),
+		// Asked only when a read deadline has passed: bytes waiting in the
+		// kernel mean the peer is alive and stompgate is late reading.
+		UpstreamUnread: st.upstreamUnread,
+		ClientUnread:   st.clientUnread,
 	}
 }
 
@@ -151,6 +158,7 @@ func (s *Session) startStomp() {
 	// Every read stamps its leg (wsconn does it once per read system call,
 	// not per message), so any byte counts as liveness: data, heart-beats,
 	// pings and pongs alike.
+	st.upstreamUnread, st.clientUnread = s.upstream.conn.Unread, s.client.conn.Unread
 	s.client.conn.ReadStamp = &st.clientRead
 	s.upstream.conn.ReadStamp = &st.upstreamRead
 	// Data flushed to a leg is what its STOMP peer sees as traffic.

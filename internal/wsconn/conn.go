@@ -656,6 +656,19 @@ func (c *Conn) rawRead(fd uintptr) bool {
 // about how long the last Fill waited for its input.
 func (c *Conn) LastWait() time.Duration { return time.Duration(c.lastWait) }
 
+// Unread reports whether bytes from the peer wait in the kernel's receive
+// queue, not yet read (false when that cannot be known: not a socket, or
+// not Linux). Safe from any goroutine; one system call.
+func (c *Conn) Unread() bool {
+	if c.raw == nil {
+		return false
+	}
+	var n int
+	var ok bool
+	err := c.raw.Control(func(fd uintptr) { n, ok = inq(fd) })
+	return err == nil && ok && n > 0
+}
+
 // LastReadAt is when the last read returned bytes (UnixNano; 0: never).
 func (c *Conn) LastReadAt() int64 { return c.lastReadAt }
 

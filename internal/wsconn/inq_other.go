@@ -1,0 +1,5 @@
+//go:build !(linux && (amd64 || arm64 || 386 || arm || riscv64 || s390x || loong64))
+
+package wsconn
+
+func inq(uintptr) (int, bool) { return 0, false }
