@@ -3,6 +3,7 @@ package springbroker
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,14 @@ type Broker struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// outbound is the clientOutboundChannel's executor for heart-beats:
+	// HeartbeatTask.run sends them through getClientOutboundChannel()
+	// (SimpleBrokerMessageHandler :525-527), an ExecutorSubscribableChannel
+	// whose default executor (TaskExecutorRegistration's constructor) has
+	// availableProcessors × 2 threads and an unbounded queue. A pass over
+	// the sessions therefore only enqueues, and the next pass is scheduled
+	// without waiting for the writes.
+	outbound chan *session
 }
 
 // brokerSession is SimpleBrokerMessageHandler.SessionInfo (:431-505).
@@ -160,6 +169,11 @@ func New(cfg Config) *Broker {
 	if b.period > 0 {
 		// startInternal (:257-270): one task for all sessions,
 		// scheduleWithFixedDelay on the TaskScheduler.
+		b.outbound = make(chan *session, 1<<16)
+		for range 2 * runtime.NumCPU() {
+			b.wg.Add(1)
+			go b.outboundWorker()
+		}
 		b.wg.Add(1)
 		go b.heartbeatTask()
 	}
@@ -665,6 +679,25 @@ func (b *Broker) heartbeatTick(now time.Time) {
 		e.s.sendError("Session closed.")
 	}
 	for _, s := range beats {
-		s.sendHeartbeat()
+		select {
+		case b.outbound <- s:
+		default:
+			// The queue is unbounded in Spring: past this one's capacity,
+			// the send runs on its own goroutine.
+			go s.sendHeartbeat()
+		}
+	}
+}
+
+// outboundWorker is one thread of the clientOutboundChannel's executor.
+func (b *Broker) outboundWorker() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case s := <-b.outbound:
+			s.sendHeartbeat()
+		}
 	}
 }
