@@ -150,6 +150,7 @@ type Conn struct {
 	handle      func() bool // Serve's handler
 	stopped     bool        // handle asked Serve to stop
 	closed      atomic.Bool
+	inRaw       atomic.Bool
 	parked      bool   // Fill's read found nothing and BeforeRead was called
 	lastReadAt  int64  // when the last read returned bytes (UnixNano)
 	lastWait    int64  // the time between the last two reads that returned bytes
@@ -226,9 +227,38 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // Close closes the underlying connection without a close frame. It does
 // not wait for a writer: one blocked in write fails at once, and a reader
 // in Serve stops at its next read.
+//
+// A reader in syscall.RawConn.Read (Serve, or Fill on a socket) holds the
+// socket's read lock, which net.Conn.Close waits for, also while it runs
+// handle, BeforeRead or the On hooks: then Close only shuts the socket down,
+// which wakes the reader, and the reader closes it on its way out. So Close
+// may be called from those hooks too.
 func (c *Conn) Close() error {
 	c.closed.Store(true)
+	if c.inRaw.Load() {
+		var err error
+		if cerr := c.raw.Control(func(fd uintptr) { err = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}
 	return c.nc.Close()
+}
+
+// readRaw runs f in syscall.RawConn.Read, with inRaw set. It closes the
+// socket, and returns net.ErrClosed, when Close was called meanwhile: Close
+// leaves that to the reader while it holds the read lock (see Close). inRaw
+// and closed are set and read in opposite orders here and in Close, so at
+// least one of the two sees the other's write and closes the socket.
+func (c *Conn) readRaw(f func(uintptr) bool) error {
+	c.inRaw.Store(true)
+	err := c.raw.Read(f)
+	c.inRaw.Store(false)
+	if c.closed.Load() {
+		_ = c.nc.Close()
+		return net.ErrClosed
+	}
+	return err
 }
 
 // NextPiece returns the next piece of data-message payload, reading as
@@ -478,7 +508,7 @@ func (c *Conn) Fill() error {
 	var err error
 	if c.raw != nil {
 		c.rawN, c.rawErr, c.parked = 0, nil, false
-		if err = c.raw.Read(c.rawFn); err == nil {
+		if err = c.readRaw(c.rawFn); err == nil {
 			err = c.rawErr
 		}
 		n = c.rawN
@@ -525,11 +555,12 @@ func (c *Conn) got(n int) {
 // error (as NextPiece's).
 //
 // On a TCP connection Serve stays in one syscall.RawConn.Read for as long
-// as handle lets it, which keeps the socket's readiness from one read to
-// the next: after a read that did not fill the buffer (the socket was
-// drained) it flushes (BeforeRead) and parks at once, where a read loop
-// must read again and find nothing first. That is nginx's behaviour, and
-// a system call saved per burst of input.
+// as handle lets it, and flushes (BeforeRead) and parks only when a read
+// finds nothing (EAGAIN). It does not park after a read that merely did
+// not fill the buffer: the peer's FIN (or RST) may have come with that
+// read's bytes, and then only the next read reports it, as no further
+// readiness event will come (nginx skips that read only when epoll's
+// EPOLLRDHUP said no FIN is pending, which Go's poller does not tell).
 func (c *Conn) Serve(handle func() (stop bool)) error {
 	if c.raw == nil {
 		for {
@@ -548,11 +579,15 @@ func (c *Conn) Serve(handle func() (stop bool)) error {
 		return c.fail(c.pendingErr)
 	}
 	c.handle, c.rawErr, c.stopped = handle, nil, false
-	err := c.raw.Read(c.serveFn)
+	err := c.readRaw(c.serveFn)
 	c.handle = nil
 	if err == nil {
 		if c.stopped {
 			return nil
+		}
+		if c.readErr != nil {
+			// handle met the final error (TryPiece's) without stopping.
+			return c.readErr
 		}
 		err = c.rawErr
 	}
@@ -571,7 +606,6 @@ func (c *Conn) serveRead(fd uintptr) bool {
 		if c.rbuf == nil {
 			c.acquire(c.wantClass())
 		}
-		room := len(c.rbuf) - c.rend
 		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
 		switch {
 		case err == syscall.EINTR:
@@ -587,16 +621,14 @@ func (c *Conn) serveRead(fd uintptr) bool {
 			return true
 		}
 		c.got(n)
-		if c.handle() || c.readErr != nil {
+		if c.handle() {
 			c.stopped = true
 			return true
 		}
-		if n < room {
-			// The socket is drained: the next byte to arrive will make
-			// it readable again.
-			c.park()
-			return false
+		if c.readErr != nil {
+			return true // Serve returns it: handle did not stop
 		}
+		// Read again even after a short read: see Serve.
 	}
 }
 
@@ -680,7 +712,10 @@ func (c *Conn) compact() {
 		return
 	}
 	keep := c.rend - c.rpos
-	want := c.wantClass()
+	// Never a buffer smaller than what it keeps: more than a header is
+	// kept when a read comes before TryPiece consumed what is buffered
+	// (Serve or Fill right after New with bytes past the handshake).
+	want := max(c.wantClass(), sizeClass(keep))
 	switch {
 	case want != classOf(len(c.rbuf)) && keep == 0:
 		c.releaseRead()

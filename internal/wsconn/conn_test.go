@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -2102,4 +2103,1228 @@ func TestConcurrentWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// ---- 11. Serve, TryPiece and Fill ----------------------------------------
+
+// handler is a Serve handler: it consumes every piece buffered with
+// TryPiece and echoes and/or collects each message, leaving the flush to
+// BeforeRead (its flush method). Its fields belong to the reading goroutine
+// while Serve runs; read them after Serve returned.
+type handler struct {
+	c       *Conn
+	echo    bool // write each message back
+	collect bool // keep each message (got, types) and the messages per call (perCall)
+	stopAt  int  // stop Serve once this many messages were read (0: never)
+	stopNow bool // stop after each message, even with more buffered
+	keepOn  bool // do not stop on TryPiece's error
+
+	calls   int // handle calls
+	parks   int // BeforeRead calls
+	msgs    int
+	perCall []int
+	types   []int
+	got     [][]byte
+	cur     []byte
+	err     error // TryPiece's error, or a write's
+}
+
+func (h *handler) handle() bool {
+	h.calls++
+	n := 0
+	stop := h.drain(&n)
+	if h.collect {
+		h.perCall = append(h.perCall, n)
+	}
+	return stop
+}
+
+func (h *handler) drain(n *int) bool {
+	for {
+		p, ok, err := h.c.TryPiece()
+		if err != nil {
+			if h.err == nil {
+				h.err = err
+			}
+			return !h.keepOn
+		}
+		if !ok {
+			return h.stopAt > 0 && h.msgs >= h.stopAt
+		}
+		if h.echo {
+			if p.First {
+				h.c.BeginMessage(p.Type)
+			}
+			if err := h.c.Write(p.Data); err != nil {
+				h.err = err
+				return true
+			}
+		}
+		if h.collect {
+			if p.First {
+				h.cur = []byte{}
+			}
+			h.cur = append(h.cur, p.Data...)
+		}
+		if !p.Last {
+			continue
+		}
+		if h.echo {
+			if err := h.c.EndMessage(); err != nil {
+				h.err = err
+				return true
+			}
+		}
+		if h.collect {
+			h.got = append(h.got, h.cur)
+			h.types = append(h.types, p.Type)
+		}
+		h.msgs++
+		*n++
+		if h.stopNow {
+			return true
+		}
+	}
+}
+
+// flush is a BeforeRead hook: the proxy's coalescing flush.
+func (h *handler) flush() {
+	h.parks++
+	if err := h.c.Flush(); err != nil && h.err == nil {
+		h.err = err
+	}
+}
+
+// startServe runs c.Serve(handle) in a goroutine; wait returns its result.
+// The test's cleanup closes c and waits, so no Serve outlives its test
+// (nor runs when the pair's cleanup releases c's buffers).
+func startServe(t *testing.T, c *Conn, handle func() bool) (wait func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Serve(handle) }()
+	var once sync.Once
+	var err error
+	wait = func() error {
+		once.Do(func() {
+			select {
+			case err = <-errc:
+			case <-time.After(testTimeout):
+				c.Close()
+				err = fmt.Errorf("Serve still running after %v (after Close: %v)", testTimeout, <-errc)
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { c.Close(); wait() })
+	return wait
+}
+
+// recv receives from ch within testTimeout.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatalf("no %s within %v", what, testTimeout)
+		panic("unreachable")
+	}
+}
+
+// parkState is the read buffer a Conn held when its reader parked.
+type parkState struct {
+	held   bool // a read buffer (rbuf or rpool)
+	unread int
+}
+
+// parkWatch wraps c's Serve read function, before Serve runs, to record on
+// the reading goroutine the read buffer held each time Serve parks (returns
+// false to syscall.RawConn.Read, which then waits for the socket), and to
+// send it to parked (while there is room).
+type parkWatch struct {
+	states []parkState
+	parked chan parkState
+}
+
+func watchParks(c *Conn) *parkWatch {
+	w := &parkWatch{parked: make(chan parkState, 64)}
+	inner := c.serveFn
+	c.serveFn = func(fd uintptr) bool {
+		if inner(fd) {
+			return true
+		}
+		s := parkState{held: c.rbuf != nil || c.rpool != nil, unread: c.rend - c.rpos}
+		w.states = append(w.states, s)
+		select {
+		case w.parked <- s:
+		default:
+		}
+		return false
+	}
+	return w
+}
+
+// TestServeEcho round-trips messages of every length encoding through a
+// Serve echo on the socket gorilla's Upgrader accepted, then a fragmented
+// message with pings between its fragments, then ends with a close frame.
+func TestServeEcho(t *testing.T) {
+	c, gc := serverPair(t, websocket.Dialer{})
+	if c.raw == nil {
+		t.Fatalf("%T: no syscall.RawConn, Serve would not be tested on its socket path", c.NetConn())
+	}
+	h := &handler{c: c, echo: true}
+	rec := &pingRecorder{c: c}
+	c.OnPing = rec.onPing
+	var closes []string
+	c.OnClose = func(code int, text string) { closes = append(closes, fmt.Sprint(code, " ", text)) }
+	c.BeforeRead = h.flush
+	wait := startServe(t, c, h.handle)
+
+	type message struct {
+		mt int
+		p  []byte
+	}
+	var msgs []message
+	for i, size := range []int{0, 1, 125, 126, 64 << 10, 300 << 10} {
+		for _, mt := range []int{TextMessage, BinaryMessage} {
+			msgs = append(msgs, message{mt, payload(mt, size, uint64(i))})
+		}
+	}
+	frag := payload(BinaryMessage, 30000, 7)
+	errc := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			if err := gc.WriteMessage(m.mt, m.p); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- sendFragmented(gc, frag)
+	}()
+	for i, m := range msgs {
+		mt, p, err := gc.ReadMessage()
+		if err != nil {
+			t.Fatalf("echo %d (%d bytes): %v", i, len(m.p), err)
+		}
+		if mt != m.mt || !bytes.Equal(p, m.p) {
+			t.Fatalf("echo %d: type %d, %d bytes; want type %d, %d bytes", i, mt, len(p), m.mt, len(m.p))
+		}
+	}
+	if mt, p, err := gc.ReadMessage(); err != nil || mt != BinaryMessage || !bytes.Equal(p, frag) {
+		t.Fatalf("echo of the fragmented message: type %d, %d bytes, %v", mt, len(p), err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+
+	// The close frame surfaces through TryPiece; the handler stops Serve.
+	if err := gc.WriteControl(CloseMessage, websocket.FormatCloseMessage(1001, "bye"), soon()); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("Serve: %v, want nil (the handler stopped it)", err)
+	}
+	var ce *websocket.CloseError
+	if !errors.As(h.err, &ce) || ce.Code != 1001 || ce.Text != "bye" {
+		t.Fatalf("TryPiece: %v, want close 1001 \"bye\"", h.err)
+	}
+	if len(closes) != 1 || closes[0] != "1001 bye" {
+		t.Errorf("OnClose calls %q", closes)
+	}
+	if h.msgs != len(msgs)+1 {
+		t.Errorf("%d messages echoed, want %d", h.msgs, len(msgs)+1)
+	}
+	if strings.Join(rec.pings, ",") != "p0,p1" || len(rec.mid) != 2 || !rec.mid[0] || !rec.mid[1] {
+		t.Errorf("pings %q (between fragments: %v), want p0, p1 between fragments", rec.pings, rec.mid)
+	}
+	if h.parks == 0 {
+		t.Error("BeforeRead never called")
+	}
+	// The error is final: Serve returns it at once, without reading.
+	if err := c.Serve(h.handle); err != h.err {
+		t.Errorf("Serve after the close frame: %v, want %v", err, h.err)
+	}
+	if c.rbuf != nil || c.rpool != nil {
+		t.Error("a read buffer is held after the close frame")
+	}
+}
+
+// TestServeStopResume stops Serve from the handler and calls it again: what
+// was buffered (a partial header, complete messages) is not lost.
+func TestServeStopResume(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	fa := frame(fin(TextMessage), true, []byte("first"))
+	fb := frame(fin(BinaryMessage), true, payload(BinaryMessage, 300, 1)) // an 8-byte header
+	fc := frame(fin(TextMessage), true, []byte("third"))
+	h := &handler{c: c, collect: true, stopAt: 1}
+	check := func(want ...string) {
+		t.Helper()
+		if len(h.got) != len(want) {
+			t.Fatalf("%d messages, want %d", len(h.got), len(want))
+		}
+		for i, w := range want {
+			if string(h.got[i]) != w {
+				t.Fatalf("message %d = %q, want %q", i, trim(h.got[i]), trim([]byte(w)))
+			}
+		}
+	}
+
+	// A message and 5 bytes of the next header, in one write: the handler
+	// stops after the message, the partial header stays buffered.
+	if _, err := peer.Write(cat(fa, fb[:5])); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Serve(h.handle); err != nil {
+		t.Fatalf("Serve: %v, want nil (stopped by the handler)", err)
+	}
+	check("first")
+	if got := c.rend - c.rpos; got != 5 || c.rbuf == nil {
+		t.Fatalf("%d bytes kept after the stop, want the 5 of the partial header", got)
+	}
+	// The rest of it: the second Serve completes the frame.
+	if _, err := peer.Write(fb[5:]); err != nil {
+		t.Fatal(err)
+	}
+	h.stopAt = 2
+	if err := c.Serve(h.handle); err != nil {
+		t.Fatal(err)
+	}
+	check("first", string(payload(BinaryMessage, 300, 1)))
+	if h.types[1] != BinaryMessage {
+		t.Errorf("type %d", h.types[1])
+	}
+
+	// Within one Serve: a read that ends in the first header byte, the rest
+	// written once the handler has seen it.
+	after := make(chan int, 16)
+	h.stopAt = 3
+	wait := startServe(t, c, func() bool {
+		stop := h.handle()
+		after <- c.rend - c.rpos
+		return stop
+	})
+	if _, err := peer.Write(fc[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := recv(t, after, "handler call"); n != 1 {
+		t.Fatalf("%d bytes kept after a 1-byte read, want 1", n)
+	}
+	if _, err := peer.Write(fc[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	check("first", string(payload(BinaryMessage, 300, 1)), "third")
+
+	// A handler that stops with complete messages still buffered: TryPiece
+	// returns them without a read, then Serve goes on.
+	h.stopAt, h.stopNow = 0, true
+	if _, err := peer.Write(cat(frame(fin(TextMessage), true, []byte("d")), frame(fin(TextMessage), true, []byte("e")), fb[:1])); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Serve(h.handle); err != nil {
+		t.Fatal(err)
+	}
+	check("first", string(payload(BinaryMessage, 300, 1)), "third", "d")
+	if p, ok, err := c.TryPiece(); err != nil || !ok || string(p.Data) != "e" || !p.First || !p.Last {
+		t.Fatalf("TryPiece after the stop: %+v, %v, %v", p, ok, err)
+	}
+	if _, ok, err := c.TryPiece(); ok || err != nil {
+		t.Fatalf("TryPiece on a partial header: %v, %v", ok, err)
+	}
+	if _, err := peer.Write(fb[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Serve(h.handle); err != nil {
+		t.Fatal(err)
+	}
+	if h.msgs != 5 || !bytes.Equal(h.got[4], payload(BinaryMessage, 300, 1)) {
+		t.Fatalf("%d messages; last %d bytes", h.msgs, len(h.got[len(h.got)-1]))
+	}
+}
+
+// TestServeAfterHandshakeBuffer starts reading (Serve or Fill) on a Conn
+// made with more bytes past the handshake than the small read buffer holds,
+// before TryPiece consumed them.
+func TestServeAfterHandshakeBuffer(t *testing.T) {
+	big := payload(BinaryMessage, 1000, 1)
+	tail := frame(fin(TextMessage), true, []byte("tail"))
+	buffered := cat(frame(fin(BinaryMessage), true, big), tail[:3])
+	t.Run("Serve", func(t *testing.T) {
+		a, peer := tcpPair(t)
+		c := New(a, Server, "", buffered)
+		defer c.Release()
+		if _, err := peer.Write(tail[3:]); err != nil {
+			t.Fatal(err)
+		}
+		h := &handler{c: c, collect: true, stopAt: 2}
+		if err := c.Serve(h.handle); err != nil {
+			t.Fatal(err)
+		}
+		if h.msgs != 2 || !bytes.Equal(h.got[0], big) || string(h.got[1]) != "tail" {
+			t.Fatalf("%d messages", h.msgs)
+		}
+	})
+	t.Run("Fill", func(t *testing.T) {
+		a, peer := tcpPair(t)
+		c := New(a, Server, "", buffered)
+		defer c.Release()
+		if _, err := peer.Write(tail[3:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range [][]byte{big, []byte("tail")} {
+			_, got, _, err := readMsg(c)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(want))
+			}
+		}
+	})
+}
+
+// TestServeParksWithoutBuffer checks the read buffer Serve holds each time
+// it parks: none with nothing unread, and the partial header otherwise.
+// Buffers held while reading are pooled ones of the three sizes.
+func TestServeParksWithoutBuffer(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	pw := watchParks(c)
+	h := &handler{c: c, echo: true}
+	c.BeforeRead = h.flush
+	var badBuf []int
+	wait := startServe(t, c, func() bool {
+		if c.rpool == nil || &(*c.rpool)[0] != &c.rbuf[0] || (len(c.rbuf) != smallReadSize && len(c.rbuf) != midReadSize && len(c.rbuf) != largeReadSize) {
+			badBuf = append(badBuf, len(c.rbuf))
+		}
+		return h.handle()
+	})
+	recv(t, pw.parked, "park before any input")
+
+	echo := func(p []byte) {
+		t.Helper()
+		if _, err := peer.Write(frame(fin(BinaryMessage), true, p)); err != nil {
+			t.Fatal(err)
+		}
+		expectFrames(t, peer, Server, rawFrame{fin: true, op: BinaryMessage, data: p})
+	}
+	echo([]byte("a"))
+	echo(payload(BinaryMessage, 20000, 1))
+
+	// A read that ends in a header: Serve parks holding those bytes.
+	f := frame(fin(BinaryMessage), true, []byte("partial"))
+	if _, err := peer.Write(f[:3]); err != nil {
+		t.Fatal(err)
+	}
+	for recv(t, pw.parked, "park").unread != 3 {
+	}
+	if _, err := peer.Write(f[3:]); err != nil {
+		t.Fatal(err)
+	}
+	expectFrames(t, peer, Server, rawFrame{fin: true, op: BinaryMessage, data: []byte("partial")})
+	echo([]byte("b"))
+
+	if _, err := peer.Write(frame(fin(CloseMessage), true, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !websocket.IsCloseError(h.err, websocket.CloseNoStatusReceived) {
+		t.Fatalf("handler: %v", h.err)
+	}
+	if len(badBuf) > 0 {
+		t.Errorf("read buffers not from the pools: lengths %v", badBuf)
+	}
+	empty, partial := 0, 0
+	for i, s := range pw.states {
+		switch {
+		case s.unread == 0 && s.held:
+			t.Errorf("park %d: a read buffer held with nothing unread (%+v)", i, pw.states)
+		case s.unread > 0 && !s.held:
+			t.Errorf("park %d: %d unread bytes without a buffer", i, s.unread)
+		case s.unread == 3:
+			partial++
+		case s.unread == 0:
+			empty++
+		}
+	}
+	if empty < 5 || partial != 1 {
+		t.Errorf("parks %+v: want at least 5 with nothing unread and one with the 3 bytes", pw.states)
+	}
+	if h.parks != len(pw.states) {
+		t.Errorf("BeforeRead called %d times for %d parks", h.parks, len(pw.states))
+	}
+	if c.rbuf != nil || c.rpool != nil {
+		t.Error("a read buffer is held after the close frame")
+	}
+}
+
+// TestFillParksWithoutBuffer is the same for Fill's read.
+func TestFillParksWithoutBuffer(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	var states []parkState
+	parked := make(chan struct{}, 1)
+	inner := c.rawFn
+	c.rawFn = func(fd uintptr) bool {
+		if inner(fd) {
+			return true
+		}
+		states = append(states, parkState{held: c.rbuf != nil || c.rpool != nil, unread: c.rend - c.rpos})
+		select {
+		case parked <- struct{}{}:
+		default:
+		}
+		return false
+	}
+	befores := 0
+	c.BeforeRead = func() { befores++ }
+	fillParked := func(rest []byte) {
+		t.Helper()
+		select { // a signal from an earlier Fill, which has returned
+		case <-parked:
+		default:
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- c.Fill() }()
+		recv(t, parked, "park")
+		if _, err := peer.Write(rest); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, errc, "Fill"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa := frame(fin(TextMessage), true, []byte("a"))
+	fillParked(fa)
+	if _, got, _, err := readMsg(c); err != nil || string(got) != "a" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	fb := frame(fin(TextMessage), true, []byte("b"))
+	if _, err := peer.Write(fb[:3]); err != nil {
+		t.Fatal(err)
+	}
+	for c.rend-c.rpos < 3 { // one read, or a park and then one
+		if err := c.Fill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, err := c.TryPiece(); ok || err != nil {
+		t.Fatalf("TryPiece on 3 header bytes: %v, %v", ok, err)
+	}
+	fillParked(fb[3:])
+	if _, got, _, err := readMsg(c); err != nil || string(got) != "b" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if n := len(states); n < 2 || states[0] != (parkState{}) || states[n-1] != (parkState{held: true, unread: 3}) {
+		t.Fatalf("parks %+v: want none held first, the 3 header bytes last", states)
+	}
+	for i, s := range states {
+		if s.held != (s.unread > 0) {
+			t.Errorf("park %d: %+v", i, s)
+		}
+	}
+	if befores != len(states) {
+		t.Errorf("BeforeRead called %d times for %d parks (one per Fill that waits)", befores, len(states))
+	}
+}
+
+// TestServeCoalescing: what a read brought is echoed without flushing, and
+// BeforeRead flushes it in one write when Serve is about to park — not
+// after a read that filled the buffer.
+func TestServeCoalescing(t *testing.T) {
+	a, peer := tcpPair(t)
+	c := New(a, Server, "", nil)
+	t.Cleanup(c.Release)
+	cc := &countConn{Conn: a}
+	c.nc = cc // reads still go through a's RawConn; writes are counted
+	h := &handler{c: c, echo: true, collect: true}
+	c.BeforeRead = h.flush
+	wait := startServe(t, c, h.handle)
+
+	var in []byte
+	var want []rawFrame
+	for i := range 4 {
+		p := "msg-" + strconv.Itoa(i)
+		in = append(in, frame(fin(TextMessage), true, []byte(p))...)
+		want = append(want, dataFrame(TextMessage, true, p))
+	}
+	if _, err := peer.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := peer.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4*(2+5) {
+		t.Fatalf("the peer's first read got %d bytes, want the four replies (%d bytes) at once", n, 4*(2+5))
+	}
+	expectFrames(t, bytes.NewReader(buf[:n]), Server, want...)
+	if w := cc.writes.Load(); w != 1 {
+		t.Fatalf("%d writes for four replies, want 1", w)
+	}
+
+	// Small messages and a large one in one write: Serve reads it in
+	// several reads, the first of which fills its buffer, and flushes once.
+	big := payload(BinaryMessage, 3000, 1)
+	in = nil
+	want = want[:0]
+	for i := range 3 {
+		p := "small-" + strconv.Itoa(i)
+		in = append(in, frame(fin(TextMessage), true, []byte(p))...)
+		want = append(want, dataFrame(TextMessage, true, p))
+	}
+	in = append(in, frame(fin(BinaryMessage), true, big)...)
+	want = append(want, rawFrame{fin: true, op: BinaryMessage, data: big})
+	if _, err := peer.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	expectFrames(t, peer, Server, want...)
+	if w := cc.writes.Load(); w != 2 {
+		t.Fatalf("%d writes, want 2: one per park", w)
+	}
+
+	if _, err := peer.Write(frame(fin(CloseMessage), true, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.perCall) < 3 || h.perCall[0] != 4 {
+		t.Errorf("messages per handler call %v: want the first four in one call", h.perCall)
+	}
+	if h.calls < 4 {
+		t.Errorf("%d handler calls: the 3000-byte message came in one read", h.calls)
+	}
+}
+
+func TestServeCloseWhileParked(t *testing.T) {
+	c, _ := rawPair(t, Server)
+	pw := watchParks(c)
+	h := &handler{c: c}
+	wait := startServe(t, c, h.handle)
+	recv(t, pw.parked, "park")
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := wait()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Serve returned %v after Close", d)
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve: %v, want net.ErrClosed", err)
+	}
+	if h.calls != 0 {
+		t.Errorf("%d handler calls", h.calls)
+	}
+	if c.rbuf != nil || c.rpool != nil {
+		t.Error("a read buffer is held")
+	}
+	if err2 := c.Serve(h.handle); err2 != err {
+		t.Errorf("Serve again: %v", err2)
+	}
+}
+
+func TestServeDeadlineWhileParked(t *testing.T) {
+	c, _ := rawPair(t, Server)
+	pw := watchParks(c)
+	h := &handler{c: c}
+	wait := startServe(t, c, h.handle)
+	recv(t, pw.parked, "park")
+	start := time.Now()
+	if err := c.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	err := wait()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Serve returned %v after the deadline passed", d)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Serve: %v (%T), want a timeout", err, err)
+	}
+	c.SetReadDeadline(soon())
+	if err2 := c.Serve(h.handle); err2 != err {
+		t.Errorf("Serve after the timeout: %v (errors are final)", err2)
+	}
+}
+
+// TestServeCloseInHandler: Close from the handler after a read that filled
+// the buffer stops Serve at its next read, through the closed flag. (The
+// handler runs inside syscall.RawConn.Read, whose read lock net.Conn.Close
+// waits for: Close must not wait for it.)
+func TestServeCloseInHandler(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	if _, err := peer.Write(frame(fin(BinaryMessage), true, make([]byte, 1000))); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err := c.Serve(func() bool {
+		calls++
+		c.Close()
+		return false
+	})
+	if err != net.ErrClosed || calls != 1 {
+		t.Fatalf("Serve: %v after %d handler calls; want net.ErrClosed after 1", err, calls)
+	}
+	if n, err := peer.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the peer read %d bytes, %v after Close", n, err)
+	}
+}
+
+// TestCloseFromHooks calls Close from each hook that runs inside
+// syscall.RawConn.Read, and from another goroutine while the handler runs.
+func TestCloseFromHooks(t *testing.T) {
+	ping := frame(fin(PingMessage), true, []byte("p"))
+	t.Run("BeforeRead in Serve", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		c.BeforeRead = func() { c.Close() }
+		h := &handler{c: c}
+		if err := c.Serve(h.handle); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
+		if n, err := peer.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("the peer read %d bytes, %v after Close", n, err)
+		}
+	})
+	t.Run("BeforeRead in Fill", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		c.BeforeRead = func() { c.Close() }
+		if err := c.Fill(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Fill: %v", err)
+		}
+		if n, err := peer.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("the peer read %d bytes, %v after Close", n, err)
+		}
+	})
+	t.Run("OnPing in Serve", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		c.OnPing = func([]byte) { c.Close() }
+		if _, err := peer.Write(ping); err != nil {
+			t.Fatal(err)
+		}
+		h := &handler{c: c, keepOn: true}
+		if err := c.Serve(h.handle); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
+	})
+	t.Run("another goroutine while the handler runs", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var enterOnce, releaseOnce sync.Once
+		unblock := func() { releaseOnce.Do(func() { close(release) }) }
+		defer unblock() // before the cleanup waits for Serve
+		wait := startServe(t, c, func() bool {
+			enterOnce.Do(func() { close(entered); <-release })
+			return false
+		})
+		if _, err := peer.Write(ping); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, entered, "handler call")
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		case <-time.After(time.Second):
+			unblock()
+			t.Fatal("Close waited for the handler")
+		}
+		// The peer sees the end at once, while the handler still runs.
+		if n, err := peer.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("the peer read %d bytes, %v after Close", n, err)
+		}
+		unblock()
+		if err := wait(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
+	})
+	t.Run("a blocked writer while Serve is parked", func(t *testing.T) {
+		a, peer := tcpPair(t)
+		if err := a.SetWriteBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.SetReadBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		c := New(a, Server, "", nil)
+		t.Cleanup(c.Release)
+		pw := watchParks(c)
+		wait := startServe(t, c, (&handler{c: c}).handle)
+		recv(t, pw.parked, "park")
+		werr := make(chan error, 1)
+		go func() { werr <- c.WriteMessage(BinaryMessage, make([]byte, 8<<20)) }()
+		select {
+		case err := <-werr:
+			t.Fatalf("an 8 MiB write to a peer that does not read returned: %v", err)
+		case <-time.After(20 * time.Millisecond): // let it block (not needed for the assertions)
+		}
+		start := time.Now()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, werr, "write error"); err == nil {
+			t.Fatal("the blocked write succeeded")
+		}
+		if err := wait(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the writer and the reader took %v to stop", d)
+		}
+	})
+}
+
+func TestServeEnds(t *testing.T) {
+	msg := frame(fin(TextMessage), true, []byte("m"))
+	t.Run("EOF", func(t *testing.T) {
+		for _, tail := range [][]byte{nil, frame(fin(TextMessage), true, []byte("x"))[:3], frame(fin(BinaryMessage), true, make([]byte, 3000))[:1500]} {
+			c, peer := rawPair(t, Server)
+			closed := false
+			c.OnClose = func(int, string) { closed = true }
+			if _, err := peer.Write(cat(msg, tail)); err != nil {
+				t.Fatal(err)
+			}
+			peer.Close()
+			h := &handler{c: c, collect: true}
+			err := c.Serve(h.handle)
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
+				t.Fatalf("Serve: %v (%T), want close 1006", err, err)
+			}
+			if h.msgs != 1 || h.err != nil || closed {
+				t.Fatalf("%d messages, handler error %v, OnClose called: %v", h.msgs, h.err, closed)
+			}
+			if c.rbuf != nil || c.rpool != nil {
+				t.Error("a read buffer is held")
+			}
+			if _, _, err2 := c.TryPiece(); err2 != err {
+				t.Errorf("TryPiece after EOF: %v", err2)
+			}
+		}
+	})
+	t.Run("EOF while parked", func(t *testing.T) {
+		// The last message and the FIN arrive together: the read that
+		// returns the message consumes the FIN too, and no further
+		// readiness event comes; only the next read reports the end.
+		for range 20 {
+			c, peer := rawPair(t, Server)
+			pw := watchParks(c)
+			h := &handler{c: c, collect: true}
+			wait := startServe(t, c, h.handle)
+			recv(t, pw.parked, "park")
+			if _, err := peer.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			peer.Close()
+			if err := wait(); !websocket.IsCloseError(err, websocket.CloseAbnormalClosure) || h.msgs != 1 {
+				t.Fatalf("Serve: %v after %d messages, want close 1006 after 1", err, h.msgs)
+			}
+		}
+	})
+	t.Run("close frame", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		var calls []string
+		c.OnClose = func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }
+		if _, err := peer.Write(cat(msg, frame(fin(CloseMessage), true, closePayload(4000, "done")))); err != nil {
+			t.Fatal(err)
+		}
+		h := &handler{c: c, collect: true}
+		if err := c.Serve(h.handle); err != nil {
+			t.Fatalf("Serve: %v, want nil (the handler stops on TryPiece's error)", err)
+		}
+		if !websocket.IsCloseError(h.err, 4000) || len(calls) != 1 || calls[0] != "4000 done" || h.msgs != 1 {
+			t.Fatalf("TryPiece: %v; OnClose %q; %d messages", h.err, calls, h.msgs)
+		}
+		if err := c.Serve(h.handle); err != h.err {
+			t.Errorf("Serve again: %v", err)
+		}
+		if len(calls) != 1 {
+			t.Errorf("OnClose called %d times", len(calls))
+		}
+	})
+	bad := frame(fin(TextMessage), false, []byte("unmasked"))
+	for _, keepOn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("protocol error/handler stops %v", !keepOn), func(t *testing.T) {
+			c, peer := rawPair(t, Server)
+			if _, err := peer.Write(cat(msg, bad)); err != nil {
+				t.Fatal(err)
+			}
+			h := &handler{c: c, collect: true, keepOn: keepOn}
+			err := c.Serve(h.handle)
+			var pe *ProtocolError
+			if !errors.As(h.err, &pe) || h.msgs != 1 {
+				t.Fatalf("TryPiece: %v after %d messages, want a *ProtocolError after 1", h.err, h.msgs)
+			}
+			if keepOn {
+				// The handler went on, but the connection is over: Serve
+				// stops and returns the error.
+				if err != h.err {
+					t.Fatalf("Serve: %v, want %v", err, h.err)
+				}
+			} else if err != nil {
+				t.Fatalf("Serve: %v, want nil (the handler stopped it)", err)
+			}
+			if h.calls != 1 {
+				t.Errorf("%d handler calls after the error", h.calls)
+			}
+			if err := c.Serve(h.handle); err != h.err {
+				t.Errorf("Serve again: %v", err)
+			}
+			if c.rbuf != nil || c.rpool != nil {
+				t.Error("a read buffer is held")
+			}
+		})
+	}
+	t.Run("protocol error on a pipe", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		c := New(a, Server, "", nil)
+		defer c.Release()
+		defer c.Close()
+		a.SetDeadline(soon())
+		go b.Write(cat(msg, bad))
+		h := &handler{c: c, collect: true, keepOn: true}
+		if err := c.Serve(h.handle); err == nil || err != h.err || h.msgs != 1 {
+			t.Fatalf("Serve: %v; TryPiece: %v; %d messages", err, h.err, h.msgs)
+		}
+	})
+}
+
+// TestServePipe runs Serve on a connection without syscall.RawConn.
+func TestServePipe(t *testing.T) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	a.SetDeadline(soon())
+	b.SetDeadline(soon())
+	c := New(a, Server, "", nil)
+	t.Cleanup(c.Release)
+	if c.raw != nil {
+		t.Fatal("a pipe with a RawConn")
+	}
+	h := &handler{c: c, echo: true}
+	var pings []string
+	c.OnPing = func(p []byte) { pings = append(pings, string(p)) }
+	c.BeforeRead = h.flush
+	wait := startServe(t, c, h.handle)
+
+	sizes := []int{0, 1, 125, 126, 5000, 70000}
+	errc := make(chan error, 1)
+	go func() {
+		for i, n := range sizes {
+			mt := TextMessage + i%2
+			if _, err := b.Write(cat(frame(fin(PingMessage), true, []byte(strconv.Itoa(i))), frame(fin(mt), true, payload(mt, n, uint64(i))))); err != nil {
+				errc <- err
+				return
+			}
+		}
+		_, err := b.Write(frame(fin(CloseMessage), true, closePayload(1000, "")))
+		errc <- err
+	}()
+	for i, n := range sizes {
+		m, err := readMessage(b, Server)
+		if err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		if mt := TextMessage + i%2; m.op != mt || !bytes.Equal(m.data, payload(mt, n, uint64(i))) {
+			t.Fatalf("echo %d: %v, want op %d, %d bytes", i, m, mt, n)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("Serve: %v, want nil (the handler stopped it)", err)
+	}
+	if !websocket.IsCloseError(h.err, 1000) || h.msgs != len(sizes) || len(pings) != len(sizes) {
+		t.Fatalf("TryPiece: %v after %d messages, %d pings", h.err, h.msgs, len(pings))
+	}
+
+	// EOF without a close frame.
+	a2, b2 := net.Pipe()
+	a2.SetDeadline(soon())
+	c2 := New(a2, Client, "", nil)
+	defer c2.Release()
+	defer c2.Close()
+	go func() { b2.Write(frame(fin(TextMessage), false, []byte("last"))); b2.Close() }()
+	h2 := &handler{c: c2, collect: true}
+	err := c2.Serve(h2.handle)
+	if !websocket.IsCloseError(err, websocket.CloseAbnormalClosure) || h2.msgs != 1 || string(h2.got[0]) != "last" {
+		t.Fatalf("Serve: %v after %d messages", err, h2.msgs)
+	}
+}
+
+func TestTryPieceNoIO(t *testing.T) {
+	sc := &scriptConn{}
+	c := New(sc, Server, "", nil)
+	defer c.Release()
+	if p, ok, err := c.TryPiece(); ok || err != nil || p.Data != nil {
+		t.Fatalf("TryPiece on nothing: %+v, %v, %v", p, ok, err)
+	}
+	if sc.reads != 0 || c.rbuf != nil {
+		t.Fatalf("TryPiece read (%d reads, buffer %d bytes)", sc.reads, len(c.rbuf))
+	}
+	sc.feed(cat(frame(fin(TextMessage), true, []byte("one")), frame(fin(TextMessage), true, []byte("two"))[:4]))
+	if err := c.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok, err := c.TryPiece(); !ok || err != nil || string(p.Data) != "one" {
+		t.Fatalf("TryPiece: %+v, %v, %v", p, ok, err)
+	}
+	for range 2 {
+		if _, ok, err := c.TryPiece(); ok || err != nil {
+			t.Fatalf("TryPiece on 4 bytes of a header: %v, %v", ok, err)
+		}
+	}
+	if sc.reads != 1 {
+		t.Fatalf("%d reads, want 1", sc.reads)
+	}
+
+	// On a socket, bytes waiting in the kernel are not read either.
+	tc, peer := rawPair(t, Server)
+	if _, err := peer.Write(frame(fin(TextMessage), true, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	var known bool // Unread can tell (Linux)
+	tc.raw.Control(func(fd uintptr) { _, known = inq(fd) })
+	for deadline := time.Now().Add(testTimeout); known && !tc.Unread(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the frame never reached the socket")
+		}
+		runtime.Gosched()
+	}
+	if _, ok, err := tc.TryPiece(); ok || err != nil || tc.Unread() != known {
+		t.Fatalf("TryPiece with bytes in the socket: %v, %v (still unread: %v)", ok, err, tc.Unread())
+	}
+	if err := tc.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok, err := tc.TryPiece(); !ok || err != nil || string(p.Data) != "x" {
+		t.Fatalf("TryPiece after Fill: %+v, %v, %v", p, ok, err)
+	}
+}
+
+func TestLastReadAtAndWait(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	var rs atomic.Int64
+	c.ReadStamp = &rs
+	if c.LastReadAt() != 0 || c.LastWait() != 0 {
+		t.Fatal("read times before any read")
+	}
+	type times struct {
+		at, stamp int64
+		wait      time.Duration
+	}
+	seen := make(chan times, 8)
+	h := &handler{c: c, stopAt: 3}
+	wait := startServe(t, c, func() bool {
+		stop := h.handle()
+		seen <- times{c.LastReadAt(), rs.Load(), c.LastWait()}
+		return stop
+	})
+	f := frame(fin(TextMessage), true, []byte("x"))
+	before := time.Now().UnixNano()
+	peer.Write(f)
+	first := recv(t, seen, "handler call")
+	if first.at < before || first.at > time.Now().UnixNano() || first.stamp != first.at || first.wait != 0 {
+		t.Fatalf("first read: %+v (written at %d)", first, before)
+	}
+	for range 2 {
+		written := time.Now().UnixNano()
+		peer.Write(f)
+		next := recv(t, seen, "handler call")
+		if next.wait != time.Duration(next.at-first.at) || next.at < written || next.stamp != next.at {
+			t.Fatalf("read after %+v: %+v (written at %d)", first, next, written)
+		}
+		if next.wait < time.Duration(written-first.at) {
+			t.Fatalf("LastWait %v, less than the %v between the read and the next write", next.wait, time.Duration(written-first.at))
+		}
+		first = next
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFlushAt(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	var ws atomic.Int64
+	c.WriteStamp = &ws
+	send := func(now int64) {
+		t.Helper()
+		c.BeginMessage(TextMessage)
+		c.Write([]byte("x"))
+		c.EndMessage()
+		if err := c.FlushAt(now); err != nil {
+			t.Fatal(err)
+		}
+		expectFrames(t, peer, Server, dataFrame(TextMessage, true, "x"))
+	}
+	send(42) // no WriteTimeout: the time is only the stamp
+	if got := ws.Load(); got != 42 {
+		t.Fatalf("WriteStamp = %d, want 42", got)
+	}
+	c.WriteTimeout = testTimeout
+	now := time.Now().UnixNano() - 12345
+	send(now)
+	if got := ws.Load(); got != now {
+		t.Fatalf("WriteStamp = %d, want %d", got, now)
+	}
+	if c.wdeadline != now+int64(testTimeout) {
+		t.Errorf("write deadline %d, want now+WriteTimeout %d", c.wdeadline, now+int64(testTimeout))
+	}
+	// Nothing buffered: no flush, no stamp.
+	if err := c.FlushAt(7); err != nil || ws.Load() != now {
+		t.Fatalf("empty FlushAt: %v, stamp %d", err, ws.Load())
+	}
+	// 0: the clock's time.
+	before := time.Now().UnixNano()
+	send(0)
+	if got := ws.Load(); got < before || got > time.Now().UnixNano() {
+		t.Fatalf("FlushAt(0) stamped %d", got)
+	}
+}
+
+func TestWriteEnd(t *testing.T) {
+	for _, role := range []Role{Server, Client} {
+		t.Run(roleName(role), func(t *testing.T) {
+			c, peer := rawPair(t, role)
+			// frames writes one message, returning what the peer reads of it.
+			frames := func(mt int, p []byte, split int, end bool) []rawFrame {
+				t.Helper()
+				errc := make(chan error, 1)
+				go func() {
+					c.BeginMessage(mt)
+					if split > 0 {
+						if err := c.Write(p[:split]); err != nil {
+							errc <- err
+							return
+						}
+					}
+					var err error
+					if end {
+						err = c.WriteEnd(p[split:])
+					} else if err = c.Write(p[split:]); err == nil {
+						err = c.EndMessage()
+					}
+					if err == nil {
+						err = c.Flush()
+					}
+					errc <- err
+				}()
+				var fs []rawFrame
+				for {
+					f, err := readFrame(peer)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if f.masked != (role == Client) {
+						t.Fatalf("masked = %v", f.masked)
+					}
+					f.masked = false
+					fs = append(fs, f)
+					if f.fin {
+						break
+					}
+				}
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				return fs
+			}
+			for i, n := range []int{0, 1, 125, 126, 5000, writeBufferSize - 4, 40000, 70000} {
+				mt := TextMessage + i%2
+				p := payload(mt, n, uint64(i))
+				for _, split := range []int{0, n / 3} {
+					want := frames(mt, p, split, false)
+					got := frames(mt, p, split, true)
+					if fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Fatalf("%d bytes (split at %d): WriteEnd sent %v, Write+EndMessage %v", n, split, got, want)
+					}
+					var data []byte
+					for j := range got {
+						if !bytes.Equal(got[j].data, want[j].data) {
+							t.Fatalf("%d bytes (split at %d): frame %d differs", n, split, j)
+						}
+						data = append(data, got[j].data...)
+					}
+					if !bytes.Equal(data, p) {
+						t.Fatalf("%d bytes: the frames do not make the message", n)
+					}
+				}
+			}
+			if c.wbp != nil {
+				t.Error("a write buffer is held after the flushes")
+			}
+			if err := c.WriteControl(CloseMessage, nil, soon()); err != nil {
+				t.Fatal(err)
+			}
+			c.BeginMessage(TextMessage)
+			if err := c.WriteEnd([]byte("late")); err != ErrCloseSent {
+				t.Errorf("WriteEnd after the close frame: %v", err)
+			}
+		})
+	}
+}
+
+// TestServeAllocs measures the allocations of the whole process over round
+// trips of a 64-byte message through a Serve echo: the peer writes pre-built
+// frames and reads into one buffer, so anything counted is the Conn's.
+func TestServeAllocs(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	h := &handler{c: c, echo: true}
+	c.BeforeRead = h.flush
+	wait := startServe(t, c, h.handle)
+	f := frame(fin(BinaryMessage), true, payload(BinaryMessage, 64, 1))
+	sink := make([]byte, 2+64)
+	var failed error
+	roundTrips := func(n int) {
+		for range n {
+			if _, err := peer.Write(f); err != nil {
+				failed = err
+				return
+			}
+			if _, err := io.ReadFull(peer, sink); err != nil {
+				failed = err
+				return
+			}
+		}
+	}
+	const n = 2000
+	roundTrips(200) // warm the pools
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	roundTrips(n)
+	runtime.ReadMemStats(&after)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if _, err := peer.Write(frame(fin(CloseMessage), true, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if h.msgs != 200+n || !websocket.IsCloseError(h.err, websocket.CloseNoStatusReceived) {
+		t.Fatalf("%d messages echoed, handler error %v", h.msgs, h.err)
+	}
+	mallocs := after.Mallocs - before.Mallocs
+	per := float64(mallocs) / n
+	gcs := after.NumGC - before.NumGC
+	if raceEnabled() {
+		t.Skipf("%d allocations in %d round trips (%.3f each); not checked with the race detector", mallocs, n, per)
+	}
+	t.Logf("%d allocations in %d round trips (%.3f each), %d GC cycles", mallocs, n, per, gcs)
+	// A few are tolerated: a GC cycle empties the pools, which then
+	// allocate a buffer again (two allocations each). One per message is
+	// not.
+	if per >= 0.01 {
+		t.Fatalf("%.3f allocations per echoed message, want 0", per)
+	}
 }
