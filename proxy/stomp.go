@@ -52,8 +52,13 @@ type stompState struct {
 	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
 	lastTypeToClient, lastTypeToUp                     atomic.Int32
 
-	// Method values of the legs' wsconn.Conn.Unread, made once.
-	upstreamUnread, clientUnread func() bool
+	// upstreamAlive and clientAlive (method values made once) answer the
+	// engine's UpstreamUnread and ClientUnread: bytes wait in the receive
+	// queue, or the pump read some after the snapshot the engine is
+	// judging (readSnap*, taken under kaMu by activity).
+	upstreamUnread, clientUnread     func() bool
+	upstreamInQ, clientInQ           func() bool // wsconn.Conn.Unread of each leg
+	readSnapUpstream, readSnapClient int64
 
 	kaMu    sync.Mutex
 	ka      keepalive.Session
@@ -123,19 +128,33 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
+// activity is the engine's snapshot of the stamps; called under kaMu.
 func (st *stompState) activity() keepalive.Activity {
+	st.readSnapClient, st.readSnapUpstream = st.clientRead.Load(), st.upstreamRead.Load()
 	return keepalive.Activity{
-		ClientRead:    fromNanos(st.clientRead.Load()),
+		ClientRead:    fromNanos(st.readSnapClient),
 		ClientPong:    fromNanos(st.clientPong.Load()),
 		ClientWrite:   fromNanos(st.clientWrite.Load()),
 		PingSent:      fromNanos(st.pingSent.Load()),
-		UpstreamRead:  fromNanos(st.upstreamRead.Load()),
+		UpstreamRead:  fromNanos(st.readSnapUpstream),
 		UpstreamWrite: fromNanos(st.upstreamWrite.Load()),
 		// Asked only when a read deadline has passed: bytes waiting in the
 		// kernel mean the peer is alive and stompgate is late reading.
 		UpstreamUnread: st.upstreamUnread,
 		ClientUnread:   st.clientUnread,
 	}
+}
+
+// upstreamAlive and clientAlive tell the engine, when a read deadline has
+// passed, whether the peer's bytes have in fact arrived: read by the pump
+// since the snapshot (the pump and the timer race), or waiting in the
+// receive queue. Called under kaMu, from Tick.
+func (st *stompState) upstreamAlive() bool {
+	return st.upstreamRead.Load() != st.readSnapUpstream || st.upstreamInQ()
+}
+
+func (st *stompState) clientAlive() bool {
+	return st.clientRead.Load() != st.readSnapClient || st.clientInQ()
 }
 
 // startStomp decides whether the session can be STOMP and, if so, starts
@@ -158,7 +177,8 @@ func (s *Session) startStomp() {
 	// Every read stamps its leg (wsconn does it once per read system call,
 	// not per message), so any byte counts as liveness: data, heart-beats,
 	// pings and pongs alike.
-	st.upstreamUnread, st.clientUnread = s.upstream.conn.Unread, s.client.conn.Unread
+	st.upstreamInQ, st.clientInQ = s.upstream.conn.Unread, s.client.conn.Unread
+	st.upstreamUnread, st.clientUnread = st.upstreamAlive, st.clientAlive
 	s.client.conn.ReadStamp = &st.clientRead
 	s.upstream.conn.ReadStamp = &st.upstreamRead
 	// Data flushed to a leg is what its STOMP peer sees as traffic.
