@@ -50,6 +50,14 @@
 //	broker → stompgate no data for Tsc_up×Tolerance, measured from the later   Spring uses 3×, RabbitMQ 2–3×
 //	                   of CONNECTED and the last upstream read → UpstreamDead   (§2.3, §3.3, §6)
 //
+// A deadline that has passed is checked once more against bytes that have
+// arrived but are not read yet (Activity.UpstreamUnread, ClientUnread): on a
+// saturated host the proxy may read a punctual peer late, and that is not
+// the peer's death. When the client's EOL is due, the broker's is sent with
+// it if it is nearly due or was just sent, so that with equal periods one
+// wake-up serves both hops (the broker's spacing can only shrink, the
+// client's stays within [T/2, T]).
+//
 // Because the upstream emitter only requires the client to be alive (not to
 // be punctual), a throttled browser tab that answers pings keeps its broker
 // session: this is the fix for root cause 1 and scenarios 1, 3, 4 and 23.
