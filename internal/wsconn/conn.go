@@ -143,15 +143,12 @@ type Conn struct {
 
 	// Read side, owned by the reading goroutine.
 	raw         syscall.RawConn // nil: nc is not a plain socket
-	rawFn       func(fd uintptr) bool
-	rawN        int
 	rawErr      error
 	serveFn     func(fd uintptr) bool
 	handle      func() bool // Serve's handler
 	stopped     bool        // handle asked Serve to stop
 	closed      atomic.Bool
 	inRaw       atomic.Bool
-	parked      bool   // Fill's read found nothing and BeforeRead was called
 	lastReadAt  int64  // when the last read returned bytes (UnixNano)
 	lastWait    int64  // the time between the last two reads that returned bytes
 	rbuf        []byte // a pooled buffer (rpool) or nil
@@ -197,8 +194,7 @@ func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
-			// Method values made once for the connection's life.
-			c.rawFn = c.rawRead
+			// A method value made once for the connection's life.
 			c.serveFn = c.serveRead
 		}
 	}
@@ -497,6 +493,11 @@ func validReceivedCloseCode(code int) bool {
 // none, and keeps what TryPiece has not consumed (at most an incomplete
 // header or control frame). Errors are final, as NextPiece's.
 func (c *Conn) Fill() error {
+	if c.raw != nil {
+		// On a socket, Serve's read loop with a handler that stops after
+		// the first read that returned bytes.
+		return c.Serve(stopAfterRead)
+	}
 	if c.readErr != nil {
 		return c.readErr
 	}
@@ -504,25 +505,15 @@ func (c *Conn) Fill() error {
 		return c.fail(c.pendingErr)
 	}
 	c.compact()
-	var n int
-	var err error
-	if c.raw != nil {
-		c.rawN, c.rawErr, c.parked = 0, nil, false
-		if err = c.readRaw(c.rawFn); err == nil {
-			err = c.rawErr
-		}
-		n = c.rawN
-	} else {
-		if c.rbuf == nil {
-			c.acquire(c.wantClass())
-		}
-		if c.BeforeRead != nil {
-			c.BeforeRead()
-		}
-		n, err = c.nc.Read(c.rbuf[c.rend:])
-		if err == nil && n == 0 {
-			err = io.ErrNoProgress
-		}
+	if c.rbuf == nil {
+		c.acquire(c.wantClass())
+	}
+	if c.BeforeRead != nil {
+		c.BeforeRead()
+	}
+	n, err := c.nc.Read(c.rbuf[c.rend:])
+	if err == nil && n == 0 {
+		err = io.ErrNoProgress
 	}
 	if n > 0 {
 		c.got(n)
@@ -645,44 +636,7 @@ func (c *Conn) park() {
 	}
 }
 
-// rawRead is Fill's read on a socket, run by syscall.RawConn.Read, which
-// parks the goroutine until the socket is readable whenever it returns
-// false.
-func (c *Conn) rawRead(fd uintptr) bool {
-	if c.rbuf == nil {
-		c.acquire(c.wantClass())
-	}
-	for {
-		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
-		switch err {
-		case nil:
-			if n == 0 {
-				c.rawErr = io.EOF
-			}
-			c.rawN = n
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			if !c.parked {
-				// Nothing to read: forward what is buffered before
-				// parking, then wait without holding a buffer (unless it
-				// holds the start of a frame).
-				c.parked = true
-				if c.BeforeRead != nil {
-					c.BeforeRead()
-				}
-			}
-			if c.rend == 0 {
-				c.releaseRead()
-			}
-			return false
-		default:
-			c.rawErr = err
-			return true
-		}
-	}
-}
+func stopAfterRead() bool { return true }
 
 // LastWait is the time between the last two reads that returned bytes:
 // about how long the last Fill waited for its input.

@@ -2566,8 +2566,8 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	var states []parkState
 	parked := make(chan struct{}, 1)
-	inner := c.rawFn
-	c.rawFn = func(fd uintptr) bool {
+	inner := c.serveFn // Fill on a socket runs Serve's read loop
+	c.serveFn = func(fd uintptr) bool {
 		if inner(fd) {
 			return true
 		}
