@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -57,7 +58,7 @@ type stompState struct {
 	// queue, or the pump read some after the snapshot the engine is
 	// judging (readSnap*, taken under kaMu by activity).
 	upstreamUnread, clientUnread     func() bool
-	upstreamInQ, clientInQ           func() bool // wsconn.Conn.Unread of each leg
+	upstreamConn, clientConn         *wsconn.Conn
 	readSnapUpstream, readSnapClient int64
 
 	kaMu    sync.Mutex
@@ -150,11 +151,11 @@ func (st *stompState) activity() keepalive.Activity {
 // since the snapshot (the pump and the timer race), or waiting in the
 // receive queue. Called under kaMu, from Tick.
 func (st *stompState) upstreamAlive() bool {
-	return st.upstreamRead.Load() != st.readSnapUpstream || st.upstreamInQ()
+	return st.upstreamRead.Load() != st.readSnapUpstream || st.upstreamConn.Unread()
 }
 
 func (st *stompState) clientAlive() bool {
-	return st.clientRead.Load() != st.readSnapClient || st.clientInQ()
+	return st.clientRead.Load() != st.readSnapClient || st.clientConn.Unread()
 }
 
 // startStomp decides whether the session can be STOMP and, if so, starts
@@ -177,7 +178,7 @@ func (s *Session) startStomp() {
 	// Every read stamps its leg (wsconn does it once per read system call,
 	// not per message), so any byte counts as liveness: data, heart-beats,
 	// pings and pongs alike.
-	st.upstreamInQ, st.clientInQ = s.upstream.conn.Unread, s.client.conn.Unread
+	st.upstreamConn, st.clientConn = s.upstream.conn, s.client.conn
 	st.upstreamUnread, st.clientUnread = st.upstreamAlive, st.clientAlive
 	s.client.conn.ReadStamp = &st.clientRead
 	s.upstream.conn.ReadStamp = &st.upstreamRead
