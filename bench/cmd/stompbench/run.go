@@ -342,6 +342,22 @@ type proc struct {
 	done  chan struct{}
 }
 
+// serving records a started proxy under name and waits until it listens
+// on listen; use as r.serving(name, listen)(r.start(...)).
+func (r *runner) serving(name, listen string) func(*proc, error) error {
+	return func(p *proc, err error) error {
+		if err != nil {
+			return err
+		}
+		r.procs[name] = p
+		if err := waitTCP(listen, p, 10*time.Second); err != nil {
+			return err
+		}
+		r.urls[name] = "ws://" + listen + "/ws"
+		return nil
+	}
+}
+
 func (r *runner) start(name string, cpu int, env []string, stdout io.Writer, bin string, args ...string) (*proc, error) {
 	cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
 	cmd.Env = env
@@ -537,16 +553,7 @@ func (r *runner) startTarget(name string) error {
 		if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
 			return err
 		}
-		p, err := r.start("nginx", r.f.proxyCPU, baseEnv(), nil, r.f.nginx, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath)
-		if err != nil {
-			return err
-		}
-		r.procs[name] = p
-		if err := waitTCP(listen, p, 10*time.Second); err != nil {
-			return err
-		}
-		r.urls[name] = "ws://" + listen + "/ws"
-		return nil
+		return r.serving(name, listen)(r.start("nginx", r.f.proxyCPU, baseEnv(), nil, r.f.nginx, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath))
 	case "stompgate":
 		port, err := freePort()
 		if err != nil {
@@ -573,16 +580,7 @@ func (r *runner) startTarget(name string) error {
 			r.pprof = "127.0.0.1:" + strconv.Itoa(pp)
 			env = append(env, "STOMPGATE_PPROF_ADDR="+r.pprof)
 		}
-		p, err := r.start("stompgate", r.f.proxyCPU, env, nil, r.sg)
-		if err != nil {
-			return err
-		}
-		r.procs[name] = p
-		if err := waitTCP(listen, p, 10*time.Second); err != nil {
-			return err
-		}
-		r.urls[name] = "ws://" + listen + "/ws"
-		return nil
+		return r.serving(name, listen)(r.start("stompgate", r.f.proxyCPU, env, nil, r.sg))
 	case "prototype", "prototype-coalesce":
 		// bench/prototype: a bare gorilla proxy, to measure proposed design
 		// changes (see its package comment).
@@ -604,16 +602,7 @@ func (r *runner) startTarget(name string) error {
 		if name == "prototype-coalesce" {
 			args = append(args, "-coalesce")
 		}
-		p, err := r.start(name, r.f.proxyCPU, baseEnv(), nil, bin, args...)
-		if err != nil {
-			return err
-		}
-		r.procs[name] = p
-		if err := waitTCP(listen, p, 10*time.Second); err != nil {
-			return err
-		}
-		r.urls[name] = "ws://" + listen + "/ws"
-		return nil
+		return r.serving(name, listen)(r.start(name, r.f.proxyCPU, baseEnv(), nil, bin, args...))
 	}
 	return fmt.Errorf("unknown target %q", name)
 }
