@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 // A broker may send its first frame in the same TCP segment as its 101.
@@ -40,10 +40,9 @@ func TestBrokerFrameRightAfter101ReachesClient(t *testing.T) {
 		if err != nil {
 			return
 		}
-		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 		// One write: the 101 and an unmasked text frame "hello".
 		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n\x81\x05hello",
-			base64.StdEncoding.EncodeToString(sum[:]))
+			wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
 		c.Read(make([]byte, 512)) // until the proxy closes
 	}()
 	p := newProxy(t, &url.URL{Scheme: "ws", Host: ln.Addr().String()}, nil)

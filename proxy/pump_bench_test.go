@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -52,28 +53,6 @@ const (
 	sendHead       = "SEND\ndestination:/queue/bench\ncontent-type:text/plain\ncontent-length:"
 	replyPrefix    = "MESSAGE\nsubscription:0\nmessage-id:0\n"
 )
-
-// wsFrame encodes one final frame; masked frames get an all-zero key.
-func wsFrame(op byte, payload []byte, masked bool) []byte {
-	b := []byte{0x80 | op}
-	m := byte(0)
-	if masked {
-		m = 0x80
-	}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, m|byte(n))
-	case n <= 0xFFFF:
-		b = append(b, m|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, m|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	if masked {
-		b = append(b, 0, 0, 0, 0)
-	}
-	return append(b, payload...)
-}
 
 // sendPayload is a SEND frame with a body of size bytes; replyPayload is
 // what the echo makes of it.
@@ -173,7 +152,7 @@ func newRawEcho(tb testing.TB, reply []byte, passive bool) *rawEcho {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e := &rawEcho{ln: ln, reply: wsFrame(0x1, reply, false), passive: passive}
+	e := &rawEcho{ln: ln, reply: wstest.Frame(0x1, reply, false), passive: passive}
 	e.wg.Add(1)
 	go e.accept()
 	return e
@@ -194,7 +173,7 @@ func (e *rawEcho) accept() {
 			if serverHandshake(c, br) == nil {
 				r := &wsReader{br: br, buf: make([]byte, 1024)}
 				if _, err := r.next(); err == nil { // CONNECT
-					c.Write(wsFrame(0x1, []byte(connectedFrame), false))
+					c.Write(wstest.Frame(0x1, []byte(connectedFrame), false))
 				}
 			}
 			continue
@@ -228,8 +207,8 @@ func (e *rawEcho) serve(c net.Conn) {
 		return
 	}
 	r := &wsReader{br: br, buf: make([]byte, 64<<10)}
-	connected := wsFrame(0x1, []byte(connectedFrame), false)
-	closeFrame := wsFrame(0x8, []byte{0x03, 0xE8}, false)
+	connected := wstest.Frame(0x1, []byte(connectedFrame), false)
+	closeFrame := wstest.Frame(0x8, []byte{0x03, 0xE8}, false)
 	for {
 		p, err := r.next()
 		if err != nil {
@@ -283,7 +262,7 @@ func dialRaw(tb testing.TB, addr string, bufSize int) *rawClient {
 		tb.Fatalf("handshake: %s", resp.Status)
 	}
 	rc := &rawClient{c: c, r: &wsReader{br: br, buf: make([]byte, bufSize)}}
-	if _, err := c.Write(wsFrame(0x1, []byte(connectFrame), true)); err != nil {
+	if _, err := c.Write(wstest.Frame(0x1, []byte(connectFrame), true)); err != nil {
 		tb.Fatal(err)
 	}
 	p, err := rc.r.next()
@@ -297,7 +276,7 @@ func dialRaw(tb testing.TB, addr string, bufSize int) *rawClient {
 // close sends a close frame and waits for the answer.
 func (rc *rawClient) close() {
 	rc.c.SetDeadline(time.Now().Add(5 * time.Second))
-	rc.c.Write(wsFrame(0x8, []byte{0x03, 0xE8}, true))
+	rc.c.Write(wstest.Frame(0x8, []byte{0x03, 0xE8}, true))
 	for {
 		if _, err := rc.r.next(); err != nil {
 			break
@@ -367,7 +346,7 @@ func BenchmarkPump(b *testing.B) {
 func roundTrips(b *testing.B, addr string, send, reply []byte) {
 	c := dialRaw(b, addr, 64<<10)
 	defer c.close()
-	frame := wsFrame(0x1, send, true)
+	frame := wstest.Frame(0x1, send, true)
 	trip := func() {
 		if _, err := c.c.Write(frame); err != nil {
 			b.Fatal(err)
@@ -405,7 +384,7 @@ func TestPumpHarness(t *testing.T) {
 		echo := newRawEcho(t, replyPayload(send), false)
 		p := newBenchProxy(t, echo.url())
 		c := dialRaw(t, p.addr(), 64<<10)
-		frame := wsFrame(0x1, send, true)
+		frame := wstest.Frame(0x1, send, true)
 		for range 50 {
 			if _, err := c.c.Write(frame); err != nil {
 				t.Fatal(err)

@@ -3,8 +3,6 @@ package prototype
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 // go test -run '^$' -bench Idle -benchtime 1x ./bench/prototype/
@@ -24,19 +24,6 @@ import (
 // of each variant, minus the same measurement without a proxy (so the test's
 // own client and echo sockets are not counted). The test side runs no
 // goroutine per session.
-
-func acceptKey(key string) string {
-	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	return base64.StdEncoding.EncodeToString(h[:])
-}
-
-// frame encodes a small final text frame, masked with a zero key if asked.
-func frame(payload string, masked bool) []byte {
-	if masked {
-		return append([]byte{0x81, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
-	}
-	return append([]byte{0x81, byte(len(payload))}, payload...)
-}
 
 // readSmall reads one small frame's payload (< 126 bytes).
 func readSmall(br *bufio.Reader) ([]byte, error) {
@@ -94,9 +81,9 @@ func newPassiveEcho(tb testing.TB) *passiveEcho {
 			if err != nil {
 				continue
 			}
-			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: v12.stomp\r\n\r\n", acceptKey(req.Header.Get("Sec-WebSocket-Key")))
+			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: v12.stomp\r\n\r\n", wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
 			if _, err := readSmall(br); err == nil { // CONNECT
-				c.Write(frame("CONNECTED\nversion:1.2\nheart-beat:10000,10000\n\n\x00", false))
+				c.Write(wstest.Frame(0x1, []byte("CONNECTED\nversion:1.2\nheart-beat:10000,10000\n\n\x00"), false))
 			}
 		}
 	}()
@@ -126,7 +113,7 @@ func dialIdle(tb testing.TB, addr string) net.Conn {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		tb.Fatalf("handshake: %v %v", resp, err)
 	}
-	c.Write(frame("CONNECT\naccept-version:1.2\nhost:x\nheart-beat:10000,10000\n\n\x00", true))
+	c.Write(wstest.Frame(0x1, []byte("CONNECT\naccept-version:1.2\nhost:x\nheart-beat:10000,10000\n\n\x00"), true))
 	p, err := readSmall(br)
 	if err != nil || !bytes.HasPrefix(p, []byte("CONNECTED\n")) {
 		tb.Fatalf("CONNECTED: %q %v", p, err)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 // The echo upstream: a STOMP-over-WebSocket peer that answers CONNECT (or
@@ -121,7 +123,7 @@ func (e *echoServer) serve(c net.Conn) {
 			}
 		}
 	}
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n"
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wstest.AcceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n"
 	if proto != "" {
 		resp += "Sec-WebSocket-Protocol: " + proto + "\r\n"
 	}
@@ -160,7 +162,7 @@ func (e *echoServer) serve(c net.Conn) {
 		ec.mu.Lock()
 		switch {
 		case bytes.HasPrefix(p, []byte("SEND\n")):
-			ec.hdr = appendHeader(ec.hdr[:0], op, len(replyPrefix)+len(p)-5, false)
+			ec.hdr = wstest.AppendHeader(ec.hdr[:0], op, len(replyPrefix)+len(p)-5, false)
 			ec.bw.Write(ec.hdr)
 			ec.bw.WriteString(replyPrefix)
 			ec.bw.Write(p[5:])
@@ -182,7 +184,7 @@ func (e *echoServer) serve(c net.Conn) {
 
 // writeFrame writes one unmasked frame; the caller holds ec.mu.
 func (ec *echoConn) writeFrame(op byte, p []byte) {
-	ec.hdr = appendHeader(ec.hdr[:0], op, len(p), false)
+	ec.hdr = wstest.AppendHeader(ec.hdr[:0], op, len(p), false)
 	ec.bw.Write(ec.hdr)
 	ec.bw.Write(p)
 }

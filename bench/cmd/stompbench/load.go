@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 // The load generator: N connections, each with W STOMP SEND frames in
@@ -199,7 +201,7 @@ func (l *lconn) unlock() {
 }
 
 func (l *lconn) writeFrame(op byte, p []byte) {
-	l.hdr = appendHeader(l.hdr[:0], op, len(p), true)
+	l.hdr = wstest.AppendHeader(l.hdr[:0], op, len(p), true)
 	l.bw.Write(l.hdr)
 	l.bw.Write(p)
 }
@@ -239,7 +241,7 @@ func dialSTOMP(ctx context.Context, u *url.URL, hb string, bufSize int, locked b
 		c.Close()
 		return nil, fmt.Errorf("handshake: %s", resp.Status)
 	}
-	if resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(k) {
+	if resp.Header.Get("Sec-WebSocket-Accept") != wstest.AcceptKey(k) {
 		c.Close()
 		return nil, errors.New("handshake: bad Sec-WebSocket-Accept")
 	}
@@ -545,7 +547,7 @@ func (st *loadState) pump(l *lconn, cs *connStats) {
 		sent[next%uint64(W)] = int64(time.Since(st.base))
 		encodeSeq(&seq, &num, next)
 		n := len(st.sendHead) + 16 + len(st.fillNul)
-		l.hdr = appendHeader(l.hdr[:0], opText, n, true)
+		l.hdr = wstest.AppendHeader(l.hdr[:0], opText, n, true)
 		l.bw.Write(l.hdr)
 		l.bw.Write(st.sendHead)
 		l.bw.Write(seq[:])

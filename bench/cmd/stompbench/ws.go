@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,38 +23,6 @@ const (
 	opPing         = 0x9
 	opPong         = 0xA
 )
-
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-func acceptKey(key string) string {
-	h := sha1.New()
-	h.Write([]byte(key))
-	h.Write([]byte(wsGUID))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
-}
-
-// appendHeader appends a frame header for a final frame of n payload bytes.
-// mask adds an all-zero masking key (client frames must be masked).
-func appendHeader(dst []byte, op byte, n int, mask bool) []byte {
-	b1 := byte(0)
-	if mask {
-		b1 = 0x80
-	}
-	dst = append(dst, 0x80|op)
-	switch {
-	case n < 126:
-		dst = append(dst, b1|byte(n))
-	case n <= 0xFFFF:
-		dst = append(dst, b1|126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, b1|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	if mask {
-		dst = append(dst, 0, 0, 0, 0)
-	}
-	return dst
-}
 
 // maskBytes XORs one frame's payload b with its masking key.
 func maskBytes(key [4]byte, b []byte) {
