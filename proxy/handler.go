@@ -288,6 +288,11 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	leftover := hc.afterHandshake()
 	up := wsconn.New(hc.Conn, wsconn.Client, upConn.Subprotocol(), leftover)
 	cl := wsconn.New(clientConn.NetConn(), wsconn.Server, clientConn.Subprotocol(), nil)
+	// On TCP (not TLS) the pumps then park after a short read instead of
+	// reading again to be told EAGAIN: a third fewer system calls per
+	// small message. Each leg's Close ends its watch.
+	up.WatchHangups()
+	cl.WatchHangups()
 	s := newSession(h, cl, up, log, r)
 	h.track(s, true)
 	// The session runs on its pumps' goroutines, owned by the Handler

@@ -149,11 +149,13 @@ type Conn struct {
 	stopped     bool        // handle asked Serve to stop
 	closed      atomic.Bool
 	inRaw       atomic.Bool
+	hangupID    uint64 // registration with the hangup watcher; 0: none
 	lastReadAt  int64  // when the last read returned bytes (UnixNano)
 	lastWait    int64  // the time between the last two reads that returned bytes
 	rbuf        []byte // a pooled buffer (rpool) or nil
 	rpool       *[]byte
 	rpos, rend  int
+	emptyReads  int   // reads that found nothing (EAGAIN), for tests
 	lastRead    int   // bytes the last read returned
 	lastRoom    int   // room the last read had: lastRead == lastRoom means it filled the buffer
 	inData      bool  // a data frame's header has been read
@@ -231,6 +233,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // may be called from those hooks too.
 func (c *Conn) Close() error {
 	c.closed.Store(true)
+	c.unwatchHangups()
 	if c.inRaw.Load() {
 		var err error
 		if cerr := c.raw.Control(func(fd uintptr) { err = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }); cerr != nil {
@@ -546,12 +549,13 @@ func (c *Conn) got(n int) {
 // error (as NextPiece's).
 //
 // On a TCP connection Serve stays in one syscall.RawConn.Read for as long
-// as handle lets it, and flushes (BeforeRead) and parks only when a read
-// finds nothing (EAGAIN). It does not park after a read that merely did
-// not fill the buffer: the peer's FIN (or RST) may have come with that
-// read's bytes, and then only the next read reports it, as no further
-// readiness event will come (nginx skips that read only when epoll's
-// EPOLLRDHUP said no FIN is pending, which Go's poller does not tell).
+// as handle lets it, and flushes (BeforeRead) and parks when a read finds
+// nothing (EAGAIN) or, once WatchHangups is on, when a read did not fill
+// the buffer. Without the watch it does not park after such a short read:
+// the peer's FIN (or RST) may have come with that read's bytes, and then
+// only the next read reports it, as no further readiness event will come
+// (nginx skips that read only when epoll's EPOLLRDHUP said no FIN is
+// pending, which Go's poller does not tell; the hangup watcher does).
 func (c *Conn) Serve(handle func() (stop bool)) error {
 	if c.raw == nil {
 		for {
@@ -602,6 +606,7 @@ func (c *Conn) serveRead(fd uintptr) bool {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
+			c.emptyReads++
 			c.park()
 			return false
 		case err != nil:
@@ -619,7 +624,12 @@ func (c *Conn) serveRead(fd uintptr) bool {
 		if c.readErr != nil {
 			return true // Serve returns it: handle did not stop
 		}
-		// Read again even after a short read: see Serve.
+		if n < c.lastRoom && c.hangupID != 0 {
+			// A short read emptied the receive queue: park without the
+			// read that would say EAGAIN (see Serve).
+			c.park()
+			return false
+		}
 	}
 }
 
