@@ -9,8 +9,9 @@
 //
 //   - A reader returns message payload as slices of its read buffer
 //     (NextPiece), unmasked in place: nothing is allocated per frame.
-//   - Read buffers are pooled and sized by the traffic (512 B, 4 KiB or
-//     32 KiB, chosen from the size of the last read). On a TCP connection
+//   - Read buffers are pooled and sized by the traffic (4 KiB or 32 KiB,
+//     chosen from the size of the last read; 512 B for bytes that came
+//     with the handshake). On a TCP connection
 //     the read goes through syscall.RawConn, so that a connection with
 //     nothing to read parks holding no buffer at all: an idle connection
 //     costs its Conn struct and nothing more.
@@ -699,8 +700,15 @@ func (c *Conn) compact() {
 // wantClass picks the read buffer's size class from the traffic: the size
 // of the last read, one class up if that read filled its buffer (more was
 // probably waiting), and at least what a large payload still due needs.
+//
+// Reads from the socket take 4 KiB at least: with a few small messages in
+// flight, 512 B filled up and was read again (1 read per round trip at
+// 64 B × 4 in flight against nginx's 0.5, and 1.65× its CPU; with 4 KiB
+// 0.5 and 1.46×, stompbench 2026-11-22). The size costs an idle session
+// nothing, since a parked connection returns its buffer to the pool; the
+// small class serves only bytes buffered with the handshake.
 func (c *Conn) wantClass() int {
-	want := sizeClass(c.lastRead)
+	want := max(sizeClass(c.lastRead), 1)
 	if c.lastRead > 0 && c.lastRead == c.lastRoom && want < 2 {
 		want++
 	}
