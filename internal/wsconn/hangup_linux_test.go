@@ -135,8 +135,11 @@ func TestHangupWatchLifetime(t *testing.T) {
 		var cs []*Conn
 		for range 3 {
 			c, _ := rawPair(t, Client)
-			if !c.WatchHangups() || !c.WatchHangups() {
+			if !c.WatchHangups() {
 				t.Fatal("WatchHangups refused a TCP connection")
+			}
+			if again := c.WatchHangups(); !again {
+				t.Fatal("a second WatchHangups reported no watch")
 			}
 			cs = append(cs, c)
 		}
