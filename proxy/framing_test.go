@@ -67,19 +67,7 @@ func TestClientFramingErrorGets1002(t *testing.T) {
 		got <- ce
 	})
 	p := newProxy(t, up.wsURL(), nil)
-	addr := strings.TrimPrefix(p.url(""), "ws://")
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
+	c, br := rawClient(t, p)
 	if _, err := c.Write([]byte("\x81\x02hi")); err != nil { // no mask bit
 		t.Fatal(err)
 	}
@@ -105,5 +93,78 @@ func TestClientFramingErrorGets1002(t *testing.T) {
 	e := p.waitSessionEnd(t, 2*time.Second)
 	if e.ContextMap()["closed_by"] != "proxy" || !strings.Contains(e.ContextMap()["end"].(string), "invalid WebSocket frames") {
 		t.Errorf("log line: %v", e.ContextMap())
+	}
+}
+
+// rawClient opens a WebSocket to p by hand, so that a test can write bytes
+// no WebSocket library would.
+func rawClient(t *testing.T, p *testProxy) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	addr := strings.TrimPrefix(p.url(""), "ws://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	return c, br
+}
+
+// A client's last message and its FIN often arrive together: the read that
+// returns the message leaves nothing for the poller to report, and a pump
+// that parks after a short read (wsconn's hangup watch) must still see the
+// end. The broker gets the message, then the session ends at once, well
+// before any liveness deadline.
+func TestClientMessageThenFINEndsSession(t *testing.T) {
+	for i := range 10 {
+		got := make(chan string, 2)
+		up := newUpstream(t, nil, func(c *websocket.Conn) {
+			for {
+				_, msg, err := c.ReadMessage()
+				if err != nil {
+					got <- "end"
+					return
+				}
+				got <- string(msg)
+			}
+		})
+		p := newProxy(t, up.wsURL(), nil)
+		c, _ := rawClient(t, p)
+		// A first message, once forwarded, means the pump has read and is
+		// parked (or about to) when the last one comes with the FIN.
+		for _, m := range []string{"first", "last words"} {
+			if _, err := c.Write(wstest.Frame(0x1, []byte(m), true)); err != nil {
+				t.Fatal(err)
+			}
+			if m == "first" {
+				if m := recvWithin(t, got, 2*time.Second); m != "first" {
+					t.Fatalf("round %d: broker got %q, want %q", i, m, "first")
+				}
+			}
+		}
+		c.Close()
+		for _, want := range []string{"last words", "end"} {
+			if m := recvWithin(t, got, 2*time.Second); m != want {
+				t.Fatalf("round %d: broker got %q, want %q", i, m, want)
+			}
+		}
+		p.waitSessionEnd(t, 2*time.Second)
+	}
+}
+
+func recvWithin(t *testing.T, ch <-chan string, d time.Duration) string {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(d):
+		t.Fatalf("nothing within %v", d)
+		return ""
 	}
 }
