@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -59,13 +58,7 @@ func TestBrokerFrameRightAfter101ReachesClient(t *testing.T) {
 // naming the fault; the broker gets 1001. gorilla used to treat such a
 // client as lost.
 func TestClientFramingErrorGets1002(t *testing.T) {
-	got := make(chan *websocket.CloseError, 1)
-	up := newUpstream(t, nil, func(c *websocket.Conn) {
-		_, _, err := c.ReadMessage()
-		var ce *websocket.CloseError
-		errors.As(err, &ce)
-		got <- ce
-	})
+	up, got := closeRecordingUpstream(t)
 	p := newProxy(t, up.wsURL(), nil)
 	c, br := rawClient(t, p)
 	if _, err := c.Write([]byte("\x81\x02hi")); err != nil { // no mask bit

@@ -334,7 +334,9 @@ func TestPlainHTTPPassThrough(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
-func TestClientCloseIsForwarded(t *testing.T) {
+// closeRecordingUpstream is a broker whose connections each read one
+// message and report the close it ended with (nil: it was not a close).
+func closeRecordingUpstream(t *testing.T) (*upstream, <-chan *websocket.CloseError) {
 	got := make(chan *websocket.CloseError, 1)
 	up := newUpstream(t, nil, func(c *websocket.Conn) {
 		_, _, err := c.ReadMessage()
@@ -342,6 +344,11 @@ func TestClientCloseIsForwarded(t *testing.T) {
 		errors.As(err, &ce)
 		got <- ce
 	})
+	return up, got
+}
+
+func TestClientCloseIsForwarded(t *testing.T) {
+	up, got := closeRecordingUpstream(t)
 	p := newProxy(t, up.wsURL(), nil)
 	c := dial(t, p.url("/ws"), nil)
 	c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "bye now"), time.Now().Add(time.Second))
@@ -398,13 +405,7 @@ func TestUpstreamLostIs1011(t *testing.T) {
 // Killing the client's TCP connection must release the upstream connection
 // within CloseTimeout + 1 s, and leave no goroutine or descriptor behind.
 func TestClientLostReleasesUpstream(t *testing.T) {
-	gotClose := make(chan *websocket.CloseError, 1)
-	up := newUpstream(t, nil, func(c *websocket.Conn) {
-		_, _, err := c.ReadMessage()
-		var ce *websocket.CloseError
-		errors.As(err, &ce)
-		gotClose <- ce
-	})
+	up, gotClose := closeRecordingUpstream(t)
 	p := newProxy(t, up.wsURL(), nil)
 	fds := openFDs(t)
 	c := dial(t, p.url("/ws"), nil)

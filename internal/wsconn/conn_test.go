@@ -352,18 +352,7 @@ func clientPair(t *testing.T, serve func(gc *websocket.Conn) error) (c *Conn, wa
 	}
 	c.WriteTimeout = testTimeout
 	c.SetReadDeadline(soon())
-	var once sync.Once
-	var serr error
-	wait = func() error {
-		once.Do(func() {
-			select {
-			case serr = <-errc:
-			case <-time.After(testTimeout):
-				serr = errors.New("the gorilla server is still running")
-			}
-		})
-		return serr
-	}
+	wait = resultWithin(errc, func() error { return errors.New("the gorilla server is still running") })
 	t.Cleanup(func() { c.Close(); wait(); c.Release() })
 	return c, wait
 }
@@ -2203,21 +2192,29 @@ func startServe(t *testing.T, c *Conn, handle func() bool) (wait func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Serve(handle) }()
+	wait = resultWithin(errc, func() error {
+		c.Close()
+		return fmt.Errorf("Serve still running after %v (after Close: %v)", testTimeout, <-errc)
+	})
+	t.Cleanup(func() { c.Close(); wait() })
+	return wait
+}
+
+// resultWithin returns a wait that receives errc's one result within
+// testTimeout, or else returns late's; later calls return the same.
+func resultWithin(errc <-chan error, late func() error) (wait func() error) {
 	var once sync.Once
 	var err error
-	wait = func() error {
+	return func() error {
 		once.Do(func() {
 			select {
 			case err = <-errc:
 			case <-time.After(testTimeout):
-				c.Close()
-				err = fmt.Errorf("Serve still running after %v (after Close: %v)", testTimeout, <-errc)
+				err = late()
 			}
 		})
 		return err
 	}
-	t.Cleanup(func() { c.Close(); wait() })
-	return wait
 }
 
 // recv receives from ch within testTimeout.

@@ -173,10 +173,3 @@ func (w *hangupWatcher) run(rc syscall.RawConn) {
 		}
 	})
 }
-
-// watchedHangups reports the number of watched sockets, for tests.
-func watchedHangups() int {
-	hangups.mu.Lock()
-	defer hangups.mu.Unlock()
-	return len(hangups.conns)
-}

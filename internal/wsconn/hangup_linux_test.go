@@ -186,3 +186,10 @@ func TestHangupWatchIgnoresReusedDescriptor(t *testing.T) {
 	}
 	_ = peer
 }
+
+// watchedHangups reports the number of watched sockets.
+func watchedHangups() int {
+	hangups.mu.Lock()
+	defer hangups.mu.Unlock()
+	return len(hangups.conns)
+}

@@ -7,5 +7,3 @@ package wsconn
 func (c *Conn) WatchHangups() bool { return false }
 
 func (c *Conn) unwatchHangups() {}
-
-func watchedHangups() int { return 0 }
