@@ -34,6 +34,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,11 @@ type Conn struct {
 	wdeadline    int64 // the write deadline set on nc (UnixNano)
 	werr         error
 	closeSent    bool
+	wpend        []byte        // writeAll: what writeRaw has still to send
+	wsysErr      syscall.Errno // writeAll: writeRaw's failure
+	writeFn      func(fd uintptr) bool
+	rawWrites    int           // writeAll calls on a socket, for tests
+	writeWaits   int           // times writeRaw found the socket full, for tests
 	WriteTimeout time.Duration // bound on each flush; 0: none
 	// WriteStamp, if set, gets the time of every flush that carried data
 	// frames (control frames do not count: a STOMP peer sees only data).
@@ -199,6 +205,7 @@ func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
 			c.raw = rc
 			// A method value made once for the connection's life.
 			c.serveFn = c.serveRead
+			c.writeFn = c.writeRaw
 		}
 	}
 	if len(buffered) > 0 {
@@ -602,16 +609,16 @@ func (c *Conn) serveRead(fd uintptr) bool {
 		if c.rbuf == nil {
 			c.acquire(c.wantClass())
 		}
-		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
+		n, errno := recvRaw(fd, c.rbuf[c.rend:])
 		switch {
-		case err == syscall.EINTR:
+		case errno == syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case errno == syscall.EAGAIN:
 			c.emptyReads++
 			c.park()
 			return false
-		case err != nil:
-			c.rawErr = err
+		case errno != 0:
+			c.rawErr = errno
 			return true
 		case n == 0:
 			c.rawErr = io.EOF
@@ -1089,10 +1096,56 @@ func (c *Conn) writeLocked(b []byte, deadline time.Time, now int64) error {
 		}
 		c.wdeadline = deadline.UnixNano()
 	}
-	if _, err := c.nc.Write(b); err != nil {
+	if err := c.writeAll(b); err != nil {
 		return c.writeFailed(err)
 	}
 	return nil
+}
+
+// writeAll writes b to the connection. On a socket it is one
+// syscall.RawConn.Write around sendRaw, which waits for room (under the
+// write deadline) only when the socket's send buffer is full.
+func (c *Conn) writeAll(b []byte) error {
+	if c.raw == nil {
+		_, err := c.nc.Write(b)
+		return err
+	}
+	c.wpend, c.wsysErr = b, 0
+	c.rawWrites++
+	err := c.raw.Write(c.writeFn)
+	c.wpend = nil
+	if err == nil && c.wsysErr != 0 {
+		err = os.NewSyscallError("write", c.wsysErr)
+	}
+	if err == nil {
+		return nil
+	}
+	// Worded like net.Conn.Write's errors, which the logs have shown so far.
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = "write"
+		return oe
+	}
+	return &net.OpError{Op: "write", Net: c.nc.LocalAddr().Network(), Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
+}
+
+// writeRaw is writeAll's loop inside syscall.RawConn.Write: returning false
+// waits until the socket is writable again.
+func (c *Conn) writeRaw(fd uintptr) bool {
+	for len(c.wpend) > 0 {
+		n, errno := sendRaw(fd, c.wpend)
+		switch errno {
+		case 0:
+			c.wpend = c.wpend[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			c.writeWaits++
+			return false
+		default:
+			c.wsysErr = errno
+			return true
+		}
+	}
+	return true
 }
 
 func (c *Conn) writeFailed(err error) error {

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -402,6 +404,14 @@ type countConn struct {
 func (c *countConn) Write(b []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(b)
+}
+
+// socketWrites counts the flushes a socket Conn made through its RawConn
+// (each one write system call unless the socket's buffer filled).
+func (c *Conn) socketWrites() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.rawWrites
 }
 
 // ---- 1. round trips ----------------------------------------------------
@@ -2635,8 +2645,6 @@ func TestServeCoalescing(t *testing.T) {
 	a, peer := tcpPair(t)
 	c := New(a, Server, "", nil)
 	t.Cleanup(c.Release)
-	cc := &countConn{Conn: a}
-	c.nc = cc // reads still go through a's RawConn; writes are counted
 	h := &handler{c: c, echo: true, collect: true}
 	c.BeforeRead = h.flush
 	wait := startServe(t, c, h.handle)
@@ -2660,7 +2668,7 @@ func TestServeCoalescing(t *testing.T) {
 		t.Fatalf("the peer's first read got %d bytes, want the four replies (%d bytes) at once", n, 4*(2+5))
 	}
 	expectFrames(t, bytes.NewReader(buf[:n]), Server, want...)
-	if w := cc.writes.Load(); w != 1 {
+	if w := c.socketWrites(); w != 1 {
 		t.Fatalf("%d writes for four replies, want 1", w)
 	}
 
@@ -2680,7 +2688,7 @@ func TestServeCoalescing(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFrames(t, peer, Server, want...)
-	if w := cc.writes.Load(); w != 2 {
+	if w := c.socketWrites(); w != 2 {
 		t.Fatalf("%d writes, want 2: one per park", w)
 	}
 
@@ -3325,4 +3333,85 @@ func TestServeAllocs(t *testing.T) {
 	if per >= 0.01 {
 		t.Fatalf("%.3f allocations per echoed message, want 0", per)
 	}
+}
+
+// ---- socket writes (writeAll) ----------------------------------------------
+
+// TestSocketWriteWaitsForRoom: a flush larger than the socket can take at
+// once (sendto says EAGAIN part-way) waits for the peer to read and then
+// sends the rest, in order.
+func TestSocketWriteWaitsForRoom(t *testing.T) {
+	c, peer := rawPair(t, Server)
+	// Small enough to fill, not so small that the window drops below a
+	// segment (then the kernel's persist timer paces the transfer).
+	if err := peer.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	const msgs = 64                                     // 2 MB: more than the two buffers hold
+	p := bytes.Repeat([]byte("0123456789abcdef"), 2000) // 32,000 bytes a message
+	done := make(chan error, 1)
+	go func() {
+		for range msgs {
+			if err := c.WriteMessage(BinaryMessage, p); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	r := bufio.NewReader(peer)
+	for range msgs {
+		expectFrames(t, r, Server, rawFrame{fin: true, op: BinaryMessage, data: p})
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.wmu.Lock()
+	waits := c.writeWaits
+	c.wmu.Unlock()
+	if waits == 0 {
+		t.Error("no write waited for room: the test did not fill the socket")
+	}
+}
+
+// TestSocketWriteErrors: the raw write path's failures read like
+// net.Conn.Write's: a *net.OpError "write" wrapping the deadline or the
+// system call's error, and they are sticky.
+func TestSocketWriteErrors(t *testing.T) {
+	t.Run("deadline", func(t *testing.T) {
+		c, _ := rawPair(t, Server) // the peer never reads
+		c.WriteTimeout = 200 * time.Millisecond
+		p := make([]byte, 32000)
+		start := time.Now()
+		var err error
+		for i := 0; err == nil && time.Since(start) < testTimeout; i++ {
+			err = c.WriteMessage(BinaryMessage, p)
+		}
+		var oe *net.OpError
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &oe) || oe.Op != "write" {
+			t.Fatalf("err %v (%T), want a write timeout", err, err)
+		}
+		if err2 := c.WriteMessage(BinaryMessage, p[:1]); err2 != err {
+			t.Errorf("not sticky: then %v", err2)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		c, peer := rawPair(t, Server)
+		peer.SetLinger(0)
+		peer.Close() // RST
+		var err error
+		for i := 0; err == nil && i < 100; i++ {
+			err = c.WriteMessage(BinaryMessage, []byte("x"))
+		}
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "write" || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+			t.Fatalf("err %v (%T), want write: connection reset or broken pipe", err, err)
+		}
+		if got := err.Error(); !strings.HasPrefix(got, "write tcp 127.0.0.1:") {
+			t.Errorf("error %q does not read like net.Conn.Write's", got)
+		}
+	})
 }
