@@ -35,7 +35,7 @@ func ExampleScanner() {
 				dest, _ := s.Header("destination")
 				fmt.Printf("%v to %s\n", ev.Command, dest)
 			case inspect.FrameEnd:
-				fmt.Println("frame of", ev.FrameLen, "bytes")
+				fmt.Println("frame of", s.FrameLen(), "bytes")
 			}
 			out = append(out, msg[ev.Start:ev.End]...)
 		}

@@ -89,7 +89,10 @@ func scanChunks(t testing.TB, s *Scanner, chunks [][]byte, clobber bool) scanRes
 			prev = ev.End
 			seg := c[ev.Start:ev.End]
 			r.out = append(r.out, seg...)
-			rc := rec{Kind: ev.Kind, Cmd: ev.Command, Start: base + ev.Start, End: base + ev.End, FrameLen: ev.FrameLen, CL: -1}
+			rc := rec{Kind: ev.Kind, Cmd: ev.Command, Start: base + ev.Start, End: base + ev.End, CL: -1}
+			if ev.Kind == FrameEnd {
+				rc.FrameLen = s.FrameLen()
+			}
 			switch ev.Kind {
 			case EOL:
 				if strings.Trim(string(seg), "\r\n") != "" {
@@ -134,8 +137,8 @@ func scanChunks(t testing.TB, s *Scanner, chunks [][]byte, clobber bool) scanRes
 				cur.body = append(cur.body, seg...)
 			case FrameEnd:
 				cur.raw = append(cur.raw, seg...)
-				if ev.FrameLen != len(cur.raw) {
-					t.Fatalf("FrameLen %d, reassembled %d", ev.FrameLen, len(cur.raw))
+				if s.FrameLen() != len(cur.raw) {
+					t.Fatalf("FrameLen %d, reassembled %d", s.FrameLen(), len(cur.raw))
 				}
 				r.frames = append(r.frames, *cur)
 				cur = nil
