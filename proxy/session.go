@@ -286,7 +286,7 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 		if !ok {
 			return end{}, false
 		}
-		if p.First {
+		if p.First() {
 			ps.n, ps.mt = 0, p.Type
 			ps.dropping = s.closing.Load()
 			ps.out = msgWriter{s: s, dst: dst, mt: p.Type}
@@ -315,7 +315,7 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 				ps.out.writeChunk(p.Data)
 			}
 		}
-		if !p.Last && rerr == nil {
+		if !p.Last() && rerr == nil {
 			ps.out.flushPending() // p.Data is gone after the next TryPiece
 			continue
 		}

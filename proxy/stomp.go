@@ -47,7 +47,7 @@ type stompState struct {
 	receipt          chan struct{} // closed when stompgate's own RECEIPT arrives
 	receiptOnce      sync.Once
 
-	// Hot-path timestamps (UnixNano), stored with atomics.
+	// Hot-path timestamps (wsconn.Now stamps), stored with atomics.
 	clientRead, clientPong, clientWrite, pingSent, upstreamRead, upstreamWrite atomic.Int64
 	// Counters for the log line.
 	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
@@ -120,14 +120,9 @@ func (st *stompState) negotiatedVersion() inspect.Version {
 	return st.version
 }
 
-func nanos(t time.Time) int64 { return t.UnixNano() }
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
+// fromNanos turns a hot-path stamp (wsconn.Now) into a time.Time with a
+// monotonic reading, comparable with time.Now whatever the wall clock did.
+func fromNanos(n int64) time.Time { return wsconn.Time(n) }
 
 // activity is the engine's snapshot of the stamps; called under kaMu.
 func (st *stompState) activity() keepalive.Activity {
@@ -171,7 +166,7 @@ func (s *Session) startStomp() {
 		s.log.Debug("not a STOMP subprotocol: passing through unscanned", zap.String("subprotocol", proto))
 		return
 	}
-	now := nanos(time.Now())
+	now := wsconn.Now()
 	st.clientRead.Store(now)
 	st.upstreamRead.Store(now)
 
@@ -186,7 +181,7 @@ func (s *Session) startStomp() {
 	s.client.conn.WriteStamp = &st.clientWrite
 	s.upstream.conn.WriteStamp = &st.upstreamWrite
 	s.client.conn.OnPong = func([]byte) {
-		st.clientPong.Store(nanos(time.Now()))
+		st.clientPong.Store(wsconn.Now())
 		st.pongsReceived.Add(1)
 		s.h.metrics.PongsReceived.Inc()
 	}
@@ -290,7 +285,7 @@ func (s *Session) onTimer() {
 	if acts.Has(keepalive.PingClient) {
 		// Stamped before the write: a pong can be read before WriteControl
 		// returns, and a stamp after it would make that pong look early.
-		st.pingSent.Store(nanos(time.Now()))
+		st.pingSent.Store(wsconn.Now())
 		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.opts.WriteTimeout)); err == nil {
 			st.pingsSent.Add(1)
 			s.h.metrics.PingsSent.Inc()

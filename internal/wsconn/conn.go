@@ -97,16 +97,30 @@ const (
 )
 
 // Piece is a part of a data message, as much as had arrived.
+//
+// Four fields, like inspect.Event and for the same reason: the compiler
+// keeps a struct of at most four fields in registers; a fifth made every
+// returned Piece a copy through memory that stalled store forwarding.
 type Piece struct {
-	Type  int    // TextMessage or BinaryMessage
-	Data  []byte // a slice of the read buffer, valid until the next NextPiece
-	First bool   // the first piece of its message
-	Last  bool   // the message ends with this piece
+	Type int    // TextMessage or BinaryMessage
+	Data []byte // a slice of the read buffer, valid until the next NextPiece
 	// Size is, on the first piece of a message sent as one frame, its
 	// whole payload length (so a limit can be checked before anything is
 	// forwarded); -1 otherwise.
-	Size int64
+	Size  int64
+	flags uint8 // pieceFirst, pieceLast
 }
+
+const (
+	pieceFirst uint8 = 1 << iota
+	pieceLast
+)
+
+// First reports whether p is the first piece of its message.
+func (p Piece) First() bool { return p.flags&pieceFirst != 0 }
+
+// Last reports whether the message ends with p.
+func (p Piece) Last() bool { return p.flags&pieceLast != 0 }
 
 var (
 	smallPool = sync.Pool{New: func() any { b := make([]byte, smallReadSize); return &b }}
@@ -133,7 +147,7 @@ type Conn struct {
 	// bytes already read. On a TCP connection that is when a read found
 	// nothing (EAGAIN); on others (TLS, pipes) before every read.
 	BeforeRead func()
-	// ReadStamp, if set, gets the time (UnixNano) of every read that
+	// ReadStamp, if set, gets the time (a stamp: see Now) of every read that
 	// returned bytes, control frames included.
 	ReadStamp *atomic.Int64
 	// OnPing, OnPong and OnClose are called from NextPiece with a control
@@ -152,7 +166,7 @@ type Conn struct {
 	closed      atomic.Bool
 	inRaw       atomic.Bool
 	hangupID    uint64 // registration with the hangup watcher; 0: none
-	lastReadAt  int64  // when the last read returned bytes (UnixNano)
+	lastReadAt  int64  // when the last read returned bytes (a stamp)
 	lastWait    int64  // the time between the last two reads that returned bytes
 	rbuf        []byte // a pooled buffer (rpool) or nil
 	rpool       *[]byte
@@ -182,7 +196,7 @@ type Conn struct {
 	wkey         [4]byte
 	wkeyPos      int
 	wdata        bool  // complete data frames are buffered
-	wdeadline    int64 // the write deadline set on nc (UnixNano)
+	wdeadline    int64 // the write deadline set on nc (UnixNano: a stamp when wsconn set it)
 	werr         error
 	closeSent    bool
 	wpend        []byte        // writeAll: what writeRaw has still to send
@@ -302,15 +316,18 @@ func (c *Conn) TryPiece() (p Piece, ok bool, err error) {
 			if c.frameMasked {
 				c.rkeyPos = maskBytes(c.rkey, c.rkeyPos, data)
 			}
-			p := Piece{Type: c.msgType, Data: data, First: !c.msgStarted, Size: -1}
-			if p.First && c.frameFin {
-				p.Size = int64(n) + c.frameLeft
+			p := Piece{Type: c.msgType, Data: data, Size: -1}
+			if !c.msgStarted {
+				p.flags = pieceFirst
+				if c.frameFin {
+					p.Size = int64(n) + c.frameLeft
+				}
 			}
 			c.msgStarted = true
 			if c.frameLeft == 0 {
 				c.inData = false
 				if c.frameFin {
-					p.Last = true
+					p.flags |= pieceLast
 					c.msgType, c.msgStarted = 0, false
 				}
 			}
@@ -538,7 +555,7 @@ func (c *Conn) Fill() error {
 
 // got accounts for n bytes just read into the buffer.
 func (c *Conn) got(n int) {
-	now := time.Now().UnixNano()
+	now := Now()
 	c.lastWait = 0
 	if c.lastReadAt != 0 {
 		c.lastWait = now - c.lastReadAt
@@ -673,7 +690,7 @@ func (c *Conn) Unread() bool {
 	return err == nil && ok && n > 0
 }
 
-// LastReadAt is when the last read returned bytes (UnixNano; 0: never).
+// LastReadAt is when the last read returned bytes (a stamp; 0: never).
 func (c *Conn) LastReadAt() int64 { return c.lastReadAt }
 
 // compact moves unread bytes to the buffer's start and, when the traffic
@@ -867,7 +884,8 @@ func (c *Conn) WriteMessage(mt int, p []byte) error {
 // until it ends or fills the buffer.
 func (c *Conn) Flush() error { return c.FlushAt(0) }
 
-// FlushAt is Flush for a caller that knows the time (UnixNano; 0: unknown).
+// FlushAt is Flush for a caller that knows the time (a stamp from Now or
+// LastReadAt; 0: unknown).
 func (c *Conn) FlushAt(now int64) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -1045,13 +1063,13 @@ func (c *Conn) closeFrame(fin bool) {
 // does not reset its timer on every flush; with no WriteTimeout, it means
 // no deadline, whatever a control frame set before.
 //
-// now is the current time (UnixNano) if the caller knows it, else 0: a
+// now is the current time (a stamp) if the caller knows it, else 0: a
 // proxy flushing what it forwarded knows when it read it, and one clock
 // read per message is saved.
 func (c *Conn) flushLocked(deadline time.Time, now int64) error {
 	wb := *c.wbp
 	if now == 0 && (c.WriteTimeout > 0 || (c.wdata && c.WriteStamp != nil)) {
-		now = time.Now().UnixNano()
+		now = Now()
 	}
 	err := c.writeLocked(wb[c.wsent:c.wdone], deadline, now)
 	if err != nil {
@@ -1078,10 +1096,10 @@ func (c *Conn) writeLocked(b []byte, deadline time.Time, now int64) error {
 	if deadline.IsZero() {
 		if c.WriteTimeout > 0 {
 			if now == 0 {
-				now = time.Now().UnixNano()
+				now = Now()
 			}
 			if left := c.wdeadline - now; left < int64(c.WriteTimeout/2) || left > int64(c.WriteTimeout) {
-				deadline = time.Unix(0, now+int64(c.WriteTimeout))
+				deadline = Time(now + int64(c.WriteTimeout))
 			}
 		} else if c.wdeadline != 0 {
 			if err := c.nc.SetWriteDeadline(time.Time{}); err != nil {

@@ -187,8 +187,8 @@ func readMsg(c *Conn) (mt int, data []byte, size int64, err error) {
 		if err != nil {
 			return 0, nil, 0, err
 		}
-		if p.First != (i == 0) {
-			return 0, nil, 0, fmt.Errorf("piece %d: First = %v", i, p.First)
+		if p.First() != (i == 0) {
+			return 0, nil, 0, fmt.Errorf("piece %d: First = %v", i, p.First())
 		}
 		if i == 0 {
 			mt, size = p.Type, p.Size
@@ -201,7 +201,7 @@ func readMsg(c *Conn) (mt int, data []byte, size int64, err error) {
 			}
 		}
 		data = append(data, p.Data...)
-		if p.Last {
+		if p.Last() {
 			if size != -1 && size != int64(len(data)) {
 				return 0, nil, 0, fmt.Errorf("first piece's Size = %d, message is %d bytes", size, len(data))
 			}
@@ -624,14 +624,14 @@ func TestPieces(t *testing.T) {
 		return p
 	}
 	for _, w := range []Piece{
-		{Type: TextMessage, Data: []byte("hel"), First: true, Size: -1},
+		{Type: TextMessage, Data: []byte("hel"), Size: -1, flags: pieceFirst},
 		{Type: TextMessage, Data: nil, Size: -1},
 		{Type: TextMessage, Data: []byte("lo "), Size: -1},
-		{Type: TextMessage, Data: []byte("world"), Last: true, Size: -1},
+		{Type: TextMessage, Data: []byte("world"), Size: -1, flags: pieceLast},
 	} {
 		p := piece()
 		log = append(log, "piece "+string(p.Data))
-		if p.Type != w.Type || !bytes.Equal(p.Data, w.Data) || p.First != w.First || p.Last != w.Last || p.Size != w.Size {
+		if p.Type != w.Type || !bytes.Equal(p.Data, w.Data) || p.First() != w.First() || p.Last() != w.Last() || p.Size != w.Size {
 			t.Fatalf("piece %+v, want %+v", p, w)
 		}
 	}
@@ -644,14 +644,14 @@ func TestPieces(t *testing.T) {
 	var got []byte
 	for i := 0; ; i++ {
 		p := piece()
-		if p.Type != BinaryMessage || p.First != (i == 0) {
+		if p.Type != BinaryMessage || p.First() != (i == 0) {
 			t.Fatalf("piece %d: %+v", i, p)
 		}
 		if want := map[bool]int64{true: int64(len(big)), false: -1}[i == 0]; p.Size != want {
 			t.Fatalf("piece %d: Size %d, want %d", i, p.Size, want)
 		}
 		got = append(got, p.Data...)
-		if p.Last {
+		if p.Last() {
 			if i == 0 {
 				t.Error("a 70000-byte frame came in one piece")
 			}
@@ -663,14 +663,14 @@ func TestPieces(t *testing.T) {
 	}
 
 	// An empty message: one piece, First and Last, Size 0.
-	if p := piece(); !p.First || !p.Last || p.Size != 0 || len(p.Data) != 0 || p.Type != TextMessage {
+	if p := piece(); !p.First() || !p.Last() || p.Size != 0 || len(p.Data) != 0 || p.Type != TextMessage {
 		t.Fatalf("empty message: %+v", p)
 	}
 	// An empty first fragment.
-	if p := piece(); !p.First || p.Last || p.Size != -1 || len(p.Data) != 0 || p.Type != BinaryMessage {
+	if p := piece(); !p.First() || p.Last() || p.Size != -1 || len(p.Data) != 0 || p.Type != BinaryMessage {
 		t.Fatalf("empty first fragment: %+v", p)
 	}
-	if p := piece(); p.First || !p.Last || p.Size != -1 || string(p.Data) != "z" || p.Type != BinaryMessage {
+	if p := piece(); p.First() || !p.Last() || p.Size != -1 || string(p.Data) != "z" || p.Type != BinaryMessage {
 		t.Fatalf("last fragment: %+v", p)
 	}
 }
@@ -1398,12 +1398,12 @@ func TestStamps(t *testing.T) {
 	c.ReadStamp, c.WriteStamp = &rs, &ws
 	within := func(what string, stamp, before int64) {
 		t.Helper()
-		if after := time.Now().UnixNano(); stamp < before || stamp > after {
+		if after := Now(); stamp < before || stamp > after {
 			t.Errorf("%s = %d, want within [%d, %d]", what, stamp, before, after)
 		}
 	}
 
-	before := time.Now().UnixNano()
+	before := Now()
 	peer.Write(frame(fin(PingMessage), true, nil))
 	peer.Write(frame(fin(TextMessage), true, []byte("x")))
 	if _, _, _, err := readMsg(c); err != nil {
@@ -1413,7 +1413,7 @@ func TestStamps(t *testing.T) {
 
 	// A control frame alone is a read too.
 	rs.Store(0)
-	before = time.Now().UnixNano()
+	before = Now()
 	peer.Write(cat(frame(fin(PongMessage), true, nil), frame(fin(CloseMessage), true, nil)))
 	if _, err := c.NextPiece(); !websocket.IsCloseError(err, websocket.CloseNoStatusReceived) {
 		t.Fatal(err)
@@ -1437,7 +1437,7 @@ func TestStamps(t *testing.T) {
 	if ws.Load() != 0 {
 		t.Fatal("WriteStamp set before a flush")
 	}
-	before = time.Now().UnixNano()
+	before = Now()
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -1453,7 +1453,7 @@ func TestStamps(t *testing.T) {
 	// A ping that carries buffered data frames stamps.
 	c.BeginMessage(TextMessage)
 	c.EndMessage()
-	before = time.Now().UnixNano()
+	before = Now()
 	if err := c.WriteControl(PingMessage, nil, soon()); err != nil {
 		t.Fatal(err)
 	}
@@ -1468,7 +1468,7 @@ func TestStamps(t *testing.T) {
 		errc <- err
 	}()
 	c.BeginMessage(BinaryMessage)
-	before = time.Now().UnixNano()
+	before = Now()
 	if err := c.Write(make([]byte, 256<<10)); err != nil {
 		t.Fatal(err)
 	}
@@ -1898,7 +1898,7 @@ func readWhole(c *Conn) (int, error) {
 			return n, err
 		}
 		n += len(p.Data)
-		if p.Last {
+		if p.Last() {
 			return n, nil
 		}
 	}
@@ -1994,13 +1994,13 @@ func BenchmarkForward(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if p.First {
+					if p.First() {
 						dst.BeginMessage(p.Type)
 					}
 					if err := dst.Write(p.Data); err != nil {
 						b.Fatal(err)
 					}
-					if p.Last {
+					if p.Last() {
 						break
 					}
 				}
@@ -2152,7 +2152,7 @@ func (h *handler) drain(n *int) bool {
 			return h.stopAt > 0 && h.msgs >= h.stopAt
 		}
 		if h.echo {
-			if p.First {
+			if p.First() {
 				h.c.BeginMessage(p.Type)
 			}
 			if err := h.c.Write(p.Data); err != nil {
@@ -2161,12 +2161,12 @@ func (h *handler) drain(n *int) bool {
 			}
 		}
 		if h.collect {
-			if p.First {
+			if p.First() {
 				h.cur = []byte{}
 			}
 			h.cur = append(h.cur, p.Data...)
 		}
-		if !p.Last {
+		if !p.Last() {
 			continue
 		}
 		if h.echo {
@@ -2435,7 +2435,7 @@ func TestServeStopResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("first", string(payload(BinaryMessage, 300, 1)), "third", "d")
-	if p, ok, err := c.TryPiece(); err != nil || !ok || string(p.Data) != "e" || !p.First || !p.Last {
+	if p, ok, err := c.TryPiece(); err != nil || !ok || string(p.Data) != "e" || !p.First() || !p.Last() {
 		t.Fatalf("TryPiece after the stop: %+v, %v, %v", p, ok, err)
 	}
 	if _, ok, err := c.TryPiece(); ok || err != nil {
@@ -3135,14 +3135,14 @@ func TestLastReadAtAndWait(t *testing.T) {
 		return stop
 	})
 	f := frame(fin(TextMessage), true, []byte("x"))
-	before := time.Now().UnixNano()
+	before := Now()
 	peer.Write(f)
 	first := recv(t, seen, "handler call")
-	if first.at < before || first.at > time.Now().UnixNano() || first.stamp != first.at || first.wait != 0 {
+	if first.at < before || first.at > Now() || first.stamp != first.at || first.wait != 0 {
 		t.Fatalf("first read: %+v (written at %d)", first, before)
 	}
 	for range 2 {
-		written := time.Now().UnixNano()
+		written := Now()
 		peer.Write(f)
 		next := recv(t, seen, "handler call")
 		if next.wait != time.Duration(next.at-first.at) || next.at < written || next.stamp != next.at {
@@ -3177,7 +3177,7 @@ func TestFlushAt(t *testing.T) {
 		t.Fatalf("WriteStamp = %d, want 42", got)
 	}
 	c.WriteTimeout = testTimeout
-	now := time.Now().UnixNano() - 12345
+	now := Now() - 12345
 	send(now)
 	if got := ws.Load(); got != now {
 		t.Fatalf("WriteStamp = %d, want %d", got, now)
@@ -3190,9 +3190,9 @@ func TestFlushAt(t *testing.T) {
 		t.Fatalf("empty FlushAt: %v, stamp %d", err, ws.Load())
 	}
 	// 0: the clock's time.
-	before := time.Now().UnixNano()
+	before := Now()
 	send(0)
-	if got := ws.Load(); got < before || got > time.Now().UnixNano() {
+	if got := ws.Load(); got < before || got > Now() {
 		t.Fatalf("FlushAt(0) stamped %d", got)
 	}
 }
