@@ -70,6 +70,7 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("events differ\nwhole %s\nsplit %s", a, b)
 		}
 		compareWithOracle(t, data, scanFresh(t, Limits{}, chunks))
+		checkRestMatchesNext(t, data, chunks)
 		for _, f := range whole.frames {
 			checkRewrites(t, f)
 		}

@@ -326,6 +326,43 @@ func (s *Scanner) Next() (Event, error) {
 	}
 }
 
+// Rest is Next for a caller that has no use for a frame's HeadersEnd and
+// Body events: called after FrameStart, it consumes the rest of the frame
+// as far as the chunk goes, with all of Next's checks, and reports it as
+// one event. That is FrameEnd, covering everything after the previous
+// event through the NUL; or, when the chunk ends first, Partial (the
+// header section is incomplete) or Body, and the next call (Next or Rest)
+// returns NeedMore. Header and ContentLength work after it as after
+// HeadersEnd. On an error, the bytes since the previous event are not
+// reported, unlike with Next. A proxy forwarding most frames untouched saves a turn of its
+// event loop per event.
+func (s *Scanner) Rest() (Event, error) {
+	if s.state == stIdle {
+		return s.Next() // not inside a frame: nothing to merge
+	}
+	start := s.evStart
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return ev, err
+		}
+		switch ev.Kind {
+		case FrameEnd:
+			ev.Start = start
+			return ev, nil
+		case NeedMore:
+			if start == ev.End {
+				return ev, nil
+			}
+			kind := Body
+			if s.state == stCommand || s.state == stHeaders {
+				kind = Partial
+			}
+			return Event{Kind: kind, Command: s.cmd, Start: start, End: ev.End}, nil
+		}
+	}
+}
+
 func (s *Scanner) emit(k EventKind) Event {
 	ev := Event{Kind: k, Command: s.cmd, Start: s.evStart, End: s.pos}
 	s.evStart = s.pos

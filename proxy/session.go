@@ -349,10 +349,12 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 		}
 		written, werr := ps.out.finish(d)
 		if written && s.stomp != nil {
+			last := &s.stomp.lastTypeToClient
 			if ps.fromClient {
-				s.stomp.lastTypeToUp.Store(int32(ps.mt))
-			} else {
-				s.stomp.lastTypeToClient.Store(int32(ps.mt))
+				last = &s.stomp.lastTypeToUp
+			}
+			if last.Load() != int32(ps.mt) { // as midFrame: store only a change
+				last.Store(int32(ps.mt))
 			}
 		}
 		if werr != nil {
@@ -483,7 +485,11 @@ func (m *msgWriter) empty() { m.begin() }
 // a frame.
 func (m *msgWriter) finish(d *dirState) (written bool, err error) {
 	if d != nil {
-		d.midFrame.Store(d.scan.InFrame())
+		// Stored only when it changes: an atomic store is a locked
+		// instruction, and this runs once per message.
+		if mid := d.scan.InFrame(); d.midFrame.Load() != mid {
+			d.midFrame.Store(mid)
+		}
 	}
 	if !m.open {
 		return false, m.err

@@ -385,8 +385,18 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 	undecided := fromClient && !d.first
 	d.scan.Feed(chunk)
 	pos := 0
+	// rest: the current frame needs no event before its end (not held, not
+	// an ERROR whose message is kept), so the scanner reports the rest of
+	// it at once.
+	rest := false
 	for {
-		ev, err := d.scan.Next()
+		var ev inspect.Event
+		var err error
+		if rest {
+			ev, err = d.scan.Rest()
+		} else {
+			ev, err = d.scan.Next()
+		}
 		if err != nil {
 			if undecided && !s.h.opts.STOMP.Strict {
 				// Not STOMP after all: everything goes through untouched.
@@ -442,6 +452,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 				out.write(d.pending)
 			}
 			d.pending = d.pending[:0]
+			rest = !d.holding && (fromClient || ev.Command != inspect.CmdError)
 		}
 		if d.holding {
 			d.hold = append(d.hold, seg...)
@@ -458,6 +469,7 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 				}
 			}
 		case inspect.FrameEnd:
+			rest = false
 			d.frames[ev.Command].Add(1)
 			s.h.metrics.Frame(d.dir, ev.Command)
 			if d.holding {
