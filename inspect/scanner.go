@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"iter"
 	"strconv"
 )
@@ -94,6 +95,12 @@ type Event struct {
 	Start   int
 	End     int
 }
+
+// Word masks for scanHead's eight-bytes-at-a-time search.
+const (
+	lowBytes = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
 
 // scanner states
 const (
@@ -428,6 +435,16 @@ func (s *Scanner) scanHead() (Event, error) {
 		// offending byte decides the error however the input is chunked.
 		end := min(len(c), s.pos+limit-s.frameLen)
 		i := s.pos
+		// Skip 8 bytes at a time while none of them is ≤ LF (the "has
+		// less than" bit trick: a byte below 0x0B sets its top bit in the
+		// result, and the lowest such flag is never a false one); the byte
+		// loop below then finds the exact one.
+		for ; i+8 <= end; i += 8 {
+			x := binary.LittleEndian.Uint64(c[i:])
+			if (x-0x0B*lowBytes)&^x&highBits != 0 {
+				break
+			}
+		}
 		for ; i < end; i++ {
 			if b := c[i]; b <= '\n' {
 				if b == '\n' {
