@@ -188,17 +188,17 @@ func (m *Metrics) Handshake(result string) {
 	}
 }
 
-// Message counts one WebSocket message of n payload bytes read in direction
-// d.
-func (m *Metrics) Message(d Direction, n int64) {
-	m.messages[d].Inc()
-	m.bytes[d].Add(float64(n))
+// Messages counts msgs WebSocket messages of bytes payload bytes in all,
+// read in direction d. The proxy adds a read's worth at a time.
+func (m *Metrics) Messages(d Direction, msgs, bytes int64) {
+	m.messages[d].Add(float64(msgs))
+	m.bytes[d].Add(float64(bytes))
 }
 
-// Frame counts one STOMP frame.
-func (m *Metrics) Frame(d Direction, c inspect.Command) {
+// Frames counts n STOMP frames of command c.
+func (m *Metrics) Frames(d Direction, c inspect.Command, n int64) {
 	if int(c) < numCommands {
-		m.frames[d][c].Inc()
+		m.frames[d][c].Add(float64(n))
 	}
 }
 

@@ -218,6 +218,8 @@ type pumpState struct {
 	n          int64 // payload bytes of the current message so far
 	mt         int   // its type
 	dropping   bool  // the session is closing: read and discard
+	msgs       int64 // messages forwarded since the last publish
+	bytes      int64 // their payload bytes
 }
 
 func (s *Session) newPumpState(src, dst *leg) *pumpState {
@@ -276,6 +278,28 @@ func (ps *pumpState) handle() bool {
 // src's read side ended; a failed write to dst finishes the session but
 // the pump keeps reading src, so that src's close handshake can complete.
 func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
+	e, ended = s.pumpPieces(ps)
+	ps.publish()
+	return e, ended
+}
+
+// publish adds the messages and frames counted since the last call to the
+// leg's counters and the metrics: once per read, not per message, as each
+// is an atomic add (on counters all sessions share, for the metrics).
+func (ps *pumpState) publish() {
+	if ps.msgs > 0 {
+		ps.src.msgs.Add(ps.msgs)
+		ps.src.bytes.Add(ps.bytes)
+		ps.s.h.metrics.Messages(ps.src.dir, ps.msgs, ps.bytes)
+		ps.msgs, ps.bytes = 0, 0
+	}
+	if ps.d != nil {
+		ps.s.publishFrames(ps.d)
+	}
+}
+
+// pumpPieces is pumpBuffered's loop.
+func (s *Session) pumpPieces(ps *pumpState) (e end, ended bool) {
 	src, dst, d := ps.src, ps.dst, ps.d
 	for {
 		p, ok, err := src.conn.TryPiece()
@@ -322,9 +346,8 @@ func (s *Session) pumpBuffered(ps *pumpState) (e end, ended bool) {
 		if rerr == nil && ps.fromClient && d != nil && !s.stomp.disabled.Load() {
 			rerr = s.endOfClientMessage(d, &ps.out)
 		}
-		src.msgs.Add(1)
-		src.bytes.Add(ps.n)
-		s.h.metrics.Message(src.dir, ps.n)
+		ps.msgs++
+		ps.bytes += ps.n
 		if rerr != nil {
 			// Never complete a truncated message: dst gets a close frame
 			// in the middle of it instead (legal, RFC 6455 §5.4) and no

@@ -79,6 +79,11 @@ type dirState struct {
 	midFrame atomic.Bool
 	frames   [inspect.CmdError + 1]atomic.Int64
 	eols     atomic.Int64
+	// A run of frames of one command counted but not yet added to frames
+	// and the metrics: published once per read (publishFrames), not per
+	// frame, as each is an atomic add. Owned by this direction's pump.
+	runCmd inspect.Command
+	runN   int64
 	hop      metrics.Hop       // the hop this direction is read from
 	dir      metrics.Direction // for frame metrics
 }
@@ -470,8 +475,11 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			}
 		case inspect.FrameEnd:
 			rest = false
-			d.frames[ev.Command].Add(1)
-			s.h.metrics.Frame(d.dir, ev.Command)
+			if ev.Command != d.runCmd {
+				s.publishFrames(d)
+				d.runCmd = ev.Command
+			}
+			d.runN++
 			if d.holding {
 				d.holding = false
 				if err := s.release(d, fromClient, ev.Command, out); err != nil {
@@ -480,6 +488,16 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 			}
 		}
 	}
+}
+
+// publishFrames adds d's run of counted frames to its counters.
+func (s *Session) publishFrames(d *dirState) {
+	if d.runN == 0 {
+		return
+	}
+	d.frames[d.runCmd].Add(d.runN)
+	s.h.metrics.Frames(d.dir, d.runCmd, d.runN)
+	d.runN = 0
 }
 
 // flushUndecided writes what was buffered while the session's STOMP-ness
