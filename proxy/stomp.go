@@ -84,8 +84,8 @@ type dirState struct {
 	// frame, as each is an atomic add. Owned by this direction's pump.
 	runCmd inspect.Command
 	runN   int64
-	hop      metrics.Hop       // the hop this direction is read from
-	dir      metrics.Direction // for frame metrics
+	hop    metrics.Hop       // the hop this direction is read from
+	dir    metrics.Direction // for frame metrics
 }
 
 func newStompState(o *Options, start time.Time) *stompState {
