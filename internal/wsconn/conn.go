@@ -818,9 +818,11 @@ func (c *Conn) appendLocked(p []byte) error {
 			}
 			continue
 		}
-		n := copy(wb[c.wlen:], p)
+		n := min(len(wb)-c.wlen, len(p))
 		if c.role == Client {
-			c.wkeyPos = maskBytes(c.wkey, c.wkeyPos, wb[c.wlen:c.wlen+n])
+			c.wkeyPos = maskCopy(c.wkey, c.wkeyPos, wb[c.wlen:], p[:n])
+		} else {
+			copy(wb[c.wlen:], p[:n])
 		}
 		c.wlen += n
 		p = p[n:]
@@ -1203,26 +1205,36 @@ func newKey() [4]byte {
 	return k
 }
 
-// maskBytes XORs b with key starting at key position pos, eight bytes at a
-// time, and returns the key position after b.
-func maskBytes(key [4]byte, pos int, b []byte) int {
-	if len(b) >= 16 {
+// maskBytes XORs b with key starting at key position pos, and returns the
+// key position after b.
+func maskBytes(key [4]byte, pos int, b []byte) int { return maskCopy(key, pos, b, b) }
+
+// maskCopy writes src XOR key (from key position pos) to dst, which must be
+// at least as long as src and may be src itself, and returns the key
+// position after src. Masking while copying reads the payload once instead
+// of twice (copy, then mask in place); words of 8 bytes, four at a time.
+func maskCopy(key [4]byte, pos int, dst, src []byte) int {
+	i := 0
+	if len(src) >= 16 {
 		var k8 [8]byte
-		for i := range k8 {
-			k8[i] = key[(pos+i)&3]
+		for j := range k8 {
+			k8[j] = key[(pos+j)&3]
 		}
 		kw := binary.LittleEndian.Uint64(k8[:])
-		i := 0
-		for ; i+8 <= len(b); i += 8 {
-			binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^kw)
+		dst = dst[:len(src)]
+		for ; i+32 <= len(src); i += 32 {
+			d, s := dst[i:i+32], src[i:i+32]
+			binary.LittleEndian.PutUint64(d, binary.LittleEndian.Uint64(s)^kw)
+			binary.LittleEndian.PutUint64(d[8:], binary.LittleEndian.Uint64(s[8:])^kw)
+			binary.LittleEndian.PutUint64(d[16:], binary.LittleEndian.Uint64(s[16:])^kw)
+			binary.LittleEndian.PutUint64(d[24:], binary.LittleEndian.Uint64(s[24:])^kw)
 		}
-		for ; i < len(b); i++ {
-			b[i] ^= key[(pos+i)&3]
+		for ; i+8 <= len(src); i += 8 {
+			binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])^kw)
 		}
-		return (pos + len(b)) & 3
 	}
-	for i := range b {
-		b[i] ^= key[(pos+i)&3]
+	for ; i < len(src); i++ {
+		dst[i] = src[i] ^ key[(pos+i)&3]
 	}
-	return (pos + len(b)) & 3
+	return (pos + len(src)) & 3
 }

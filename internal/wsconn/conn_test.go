@@ -3415,3 +3415,45 @@ func TestSocketWriteErrors(t *testing.T) {
 		}
 	})
 }
+
+// ---- masking ---------------------------------------------------------------
+
+// TestMaskCopy compares maskCopy and maskBytes with the byte-by-byte
+// definition (RFC 6455 §5.3) for every length up to 100 and every key
+// position, in place and into another buffer.
+func TestMaskCopy(t *testing.T) {
+	key := [4]byte{0x12, 0x9a, 0xf0, 0x3c}
+	for n := range 101 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*7 + 1)
+		}
+		for pos := range 4 {
+			want := make([]byte, n)
+			for i := range src {
+				want[i] = src[i] ^ key[(pos+i)&3]
+			}
+			dst := make([]byte, n+3)
+			if end := maskCopy(key, pos, dst, src); end != (pos+n)&3 || !bytes.Equal(dst[:n], want) || !bytes.Equal(dst[n:], []byte{0, 0, 0}) {
+				t.Fatalf("maskCopy n=%d pos=%d: %x (end %d), want %x", n, pos, dst, end, want)
+			}
+			in := bytes.Clone(src)
+			if end := maskBytes(key, pos, in); end != (pos+n)&3 || !bytes.Equal(in, want) {
+				t.Fatalf("maskBytes n=%d pos=%d: %x, want %x", n, pos, in, want)
+			}
+		}
+	}
+}
+
+func BenchmarkMaskCopy(b *testing.B) {
+	key := [4]byte{1, 2, 3, 4}
+	for _, n := range []int{64, 1024, 16 << 10} {
+		src, dst := make([]byte, n), make([]byte, n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				maskCopy(key, 1, dst, src)
+			}
+		})
+	}
+}
