@@ -61,10 +61,6 @@ func aggregate(cells []cell, w workload, target string, stealMax, otherMax float
 		if r.Steal > stealMax || (target != "direct" && r.OtherProxyCPU > otherMax) || r.OtherClientCPU > otherMax {
 			a.disturbed++
 		}
-		if r.ReadsPerRT >= 0 {
-			a.reads = append(a.reads, r.ReadsPerRT)
-			a.writes = append(a.writes, r.WritesPerRT)
-		}
 		if clientSat(r) {
 			a.clientSat++
 		}
@@ -134,11 +130,11 @@ func report(f runFlags, m machineEnv, cells []cell, idles []idleResult, pump str
 	p("- %s; nginx %s from Debian (`worker_processes 1`, default buffers, `proxy_pass` with the Upgrade headers); stompgate built from this tree with its defaults (terminate mode, heart-beats 10000,10000 on both hops) and `GOMAXPROCS=1`\n", m.Go, m.Nginx)
 	p("- every proxy pinned to CPU %d, the load generator and the echo upstream to CPU %d (`taskset`), all on 127.0.0.1; the echo answers CONNECT with CONNECTED and each SEND with a MESSAGE carrying the same headers and body\n", f.proxyCPU, f.clientCPU)
 	p("- each cell: N connections × W STOMP SEND frames in flight per connection (W = %s), closed loop, %s warm-up then %s measured; every reply checked for content and order; %d rounds, targets interleaved (direct, nginx, stompgate; then rotated each round); figures are medians over rounds\n", joinInts(f.inflight), f.warmup, f.duration, f.rounds)
-	p("- a round trip is one SEND to the echo and its MESSAGE back: 2 messages forwarded by the proxy. Proxy CPU is utime+stime of the proxy's processes (nginx: master + worker) from `/proc/<pid>/stat` over the measured window, per round trip. Latency is from writing a SEND to reading its MESSAGE, in µs. Proxy syscalls are the read and write system calls per round trip from `/proc/<pid>/io` (syscr, syscw; shown for stompgate only: nginx uses recv/send, which it does not count)\n")
+	p("- a round trip is one SEND to the echo and its MESSAGE back: 2 messages forwarded by the proxy. Proxy CPU is utime+stime of the proxy's processes (nginx: master + worker) from `/proc/<pid>/stat` over the measured window, per round trip. Latency is from writing a SEND to reading its MESSAGE, in µs. The proxies' system calls are counted in the separate `perf stat` cells below the table (both use recv/send, which `/proc/<pid>/io` does not count)\n")
 	p("- flags: `client-sat k/n`: in k of n rounds the client CPU was ≥ %.0f%% busy while the proxy was not (the figure is the client's limit, not the proxy's); `proxy-sat k/n`: the proxy used ≥ %.0f%% of its CPU; `other load`: the share of each pinned CPU used by processes outside the benchmark (busy time from `/proc/stat` minus the proxy's, or the load generator's and echo's, own CPU time); a cell is disturbed when CPU steal exceeded %.0f%% or other load exceeded %.0f%% of a pinned CPU, and is then repeated (at most %d times, and within a budget for the whole run) keeping the least disturbed attempt; `retried k`: k cells were repeated; `disturbed k/n`: k of the kept cells were still disturbed; `ERR k`: k cells failed or saw a wrong reply\n\n", 100*saturated, 100*saturated, 100*f.stealMax, 100*f.otherMax, f.retries)
 
-	p("| body | conns × W | target | round trips/s | proxy CPU µs/rt | p50 µs | p90 µs | p99 µs | max µs | proxy syscalls/rt (read + write) | proxy CPU use | client CPU busy | other load CPU %d / %d | flags |\n", f.proxyCPU, f.clientCPU)
-	p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	p("| body | conns × W | target | round trips/s | proxy CPU µs/rt | p50 µs | p90 µs | p99 µs | max µs | proxy CPU use | client CPU busy | other load CPU %d / %d | flags |\n", f.proxyCPU, f.clientCPU)
+	p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, w := range works {
 		for _, t := range f.targets {
 			a := aggregate(cells, w, t, f.stealMax, f.otherMax)
@@ -159,23 +155,15 @@ func report(f runFlags, m machineEnv, cells []cell, idles []idleResult, pump str
 				flags = append(flags, fmt.Sprintf("ERR %d", a.errs))
 			}
 			cpu, use := fmt.Sprintf("%.2f", median(a.cpu)), fmt.Sprintf("%.0f%%", 100*median(a.use))
-			sys := "—"
-			if len(a.reads) > 0 {
-				sys = fmt.Sprintf("%.2f + %.2f", median(a.reads), median(a.writes))
-			}
-			if t != "stompgate" {
-				// nginx uses recv/send, which /proc/<pid>/io does not count.
-				sys = "—"
-			}
 			if t == "direct" {
 				cpu, use = "—", "—"
 			}
 			if len(a.rate) == 0 {
-				p("| %s | %d × %d | %s | — | — | — | — | — | — | — | — | — | — | %s |\n", sizeName(w.body), w.conns, w.inflight, t, strings.Join(flags, ", "))
+				p("| %s | %d × %d | %s | — | — | — | — | — | — | — | — | — | %s |\n", sizeName(w.body), w.conns, w.inflight, t, strings.Join(flags, ", "))
 				continue
 			}
-			p("| %s | %d × %d | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %.0f%% | %.0f%% / %.0f%% | %s |\n", sizeName(w.body), w.conns, w.inflight, t,
-				thousands(median(a.rate)), cpu, median(a.p50), median(a.p90), median(a.p99), median(a.max), sys, use, 100*median(a.client),
+			p("| %s | %d × %d | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.0f%% | %.0f%% / %.0f%% | %s |\n", sizeName(w.body), w.conns, w.inflight, t,
+				thousands(median(a.rate)), cpu, median(a.p50), median(a.p90), median(a.p99), median(a.max), use, 100*median(a.client),
 				100*median(a.other0), 100*median(a.other1), strings.Join(flags, ", "))
 		}
 	}

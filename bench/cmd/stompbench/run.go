@@ -48,6 +48,7 @@ type runFlags struct {
 	out         string
 	pump        string
 	profile     bool
+	syscalls    bool
 	quick       bool
 	command     string
 	args        string // this command line
@@ -132,6 +133,7 @@ func runMain(args []string) int {
 	fs.StringVar(&f.docs, "docs", "", "write the results into this markdown file's \"## Proxy against nginx\" section")
 	fs.StringVar(&f.out, "out", "", "directory for raw results, logs and configs (default: a new temp dir)")
 	fs.StringVar(&f.pump, "pump-benchtime", "20000x", "benchtime of the pump micro-benchmark (go test ./proxy/); empty: skip")
+	fs.BoolVar(&f.syscalls, "syscalls", true, "count each proxy's system calls with perf stat in extra cells (first body size, first connection count), when perf is installed")
 	fs.BoolVar(&f.profile, "profile", false, "also capture stompgate CPU profiles (extra cells, not in the table) and a heap profile of the idle sessions")
 	fs.BoolVar(&f.quick, "quick", false, "short development run: 1 round of 1 s cells, 64 B and 16 KiB at 50 connections, 1,000 idle sessions")
 	fs.StringVar(&f.command, "command", "", "how the run was invoked, for the report (default: this command line)")
@@ -236,8 +238,11 @@ func (r *runner) main() int {
 		}
 	}
 	var perfCells []cell
+	if r.f.syscalls || r.f.profile {
+		perfCells = r.syscallCells()
+	}
 	if r.f.profile {
-		perfCells = r.profiles()
+		r.cpuProfiles()
 	}
 	r.stopAll()
 	var pump string
@@ -813,16 +818,17 @@ func goMetrics(path string) map[string]float64 {
 	return out
 }
 
-// profiles runs extra cells, not in the main table: with perf stat
-// counting each proxy's system calls (perf slows them down a little), and
-// stompgate under its CPU profiler.
-func (r *runner) profiles() []cell {
+// syscallCells runs extra cells, not in the main table, with perf stat
+// counting each proxy's system calls (perf slows them down a little): at
+// the first connection count, for the first body size (every size with
+// -profile).
+func (r *runner) syscallCells() []cell {
 	var out []cell
 	if _, err := exec.LookPath("perf"); err != nil {
 		r.logf("perf not found: no system call counts")
 	} else {
 		for _, w := range r.f.workloads() {
-			if w.conns != r.f.conns[0] {
+			if w.conns != r.f.conns[0] || (!r.f.profile && w.body != r.f.bodies[0]) {
 				continue
 			}
 			for _, t := range r.f.targets {
@@ -842,8 +848,14 @@ func (r *runner) profiles() []cell {
 			}
 		}
 	}
+	return out
+}
+
+// cpuProfiles runs extra cells, not in the main table, with stompgate under
+// its CPU profiler.
+func (r *runner) cpuProfiles() {
 	if r.pprof == "" || r.procs["stompgate"] == nil {
-		return out
+		return
 	}
 	for _, w := range r.f.workloads() {
 		if w.conns != r.f.conns[0] {
@@ -866,7 +878,6 @@ func (r *runner) profiles() []cell {
 			r.logf("CPU profile: %s", file)
 		}
 	}
-	return out
 }
 
 func fmtSyscalls(m map[string]float64) string {
