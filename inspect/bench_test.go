@@ -102,6 +102,10 @@ func BenchmarkScan(b *testing.B) {
 			}
 		}
 	}
+	// The MESSAGE stompbench's echo sends back for a 64 B SEND: five
+	// headers, as brokers send them.
+	msg := []byte("MESSAGE\nsubscription:0\nmessage-id:0\ndestination:/queue/bench\ncontent-type:text/plain\ncontent-length:64\n\n" + strings.Repeat("x", 64) + "\x00")
+	b.Run("64B/MESSAGE-5-headers/whole", func(b *testing.B) { benchChunks(b, [][]byte{msg}) })
 	b.Run("EOL/lone", func(b *testing.B) { benchChunks(b, [][]byte{[]byte("\n")}) })
 	b.Run("EOL/loneCRLF", func(b *testing.B) { benchChunks(b, [][]byte{[]byte("\r\n")}) })
 	// Many small frames in one message: the per-frame cost without the
