@@ -28,7 +28,7 @@ func clientSat(r *loadResult) bool { return r.Client >= saturated && !proxySat(r
 
 type agg struct {
 	rate, cpu, p50, p90, p99, max, use, client []float64
-	reads, writes, other0, other1              []float64
+	other0, other1                             []float64
 	disturbed                                  int
 	clientSat, proxySat, retried, errs, n      int
 }
