@@ -25,10 +25,12 @@ func recvRaw(fd uintptr, p []byte) (int, syscall.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	raceWritten(p, int(n))
 	return int(n), 0
 }
 
 func sendRaw(fd uintptr, p []byte) (int, syscall.Errno) {
+	raceRead(p)
 	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
