@@ -7,15 +7,15 @@
 #
 # TARGET is a stompgate binary (build one with
 # `go build -o /tmp/sg-new ./cmd/stompgate`) or the word nginx. Each round
-# runs every target once for 3 s (after a 1 s warm-up) with 50
-# connections; the proxy is pinned to CPU 0 with GOMAXPROCS=1, the echo and
-# the load generator to CPU 1, as in make bench. It prints each cell's proxy
-# CPU per round trip (µs), round trips/s and proxy CPU use, then the mean
-# CPU per round trip of each target. Everything is on 127.0.0.1 and stops
-# by itself.
+# runs every target once for 3 s (after a 1 s warm-up) with 50 connections
+# (CONNS=500 in the environment for another count); the proxy is pinned to
+# CPU 0 with GOMAXPROCS=1, the echo and the load generator to CPU 1, as in
+# make bench. It prints each cell's proxy CPU per round trip (µs), round
+# trips/s and proxy CPU use, then the mean CPU per round trip of each
+# target. Everything is on 127.0.0.1 and stops by itself.
 set -euo pipefail
 [ $# -ge 4 ] || { sed -n '2,16p' "$0"; exit 2; }
-size=$1 inflight=$2 rounds=$3
+size=$1 inflight=$2 rounds=$3 conns=${CONNS:-50}
 shift 3
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/stompgate-ab.XXXXXX)
@@ -66,7 +66,7 @@ cell() { # target
 	local launched=$!
 	for _ in $(seq 50); do ss -ltn | grep -q " $proxy_addr " && break; sleep 0.1; done
 	if [ "$target" = nginx ]; then pid=$(pgrep -f "nginx: worker" -P "$(cat "$dir/nginx/nginx.pid")"); else pid=$launched; fi
-	taskset -c 1 "$dir/stompbench" load -url "ws://$proxy_addr/" -conns 50 -inflight "$inflight" -size "$size" \
+	taskset -c 1 "$dir/stompbench" load -url "ws://$proxy_addr/" -conns "$conns" -inflight "$inflight" -size "$size" \
 		-duration 3s -warmup 1s -pids "$pid" -proxy-cpu 0 -client-cpu 1 -client-pids "$echo_pid" >"$dir/load.out" 2>&1 || true
 	if [ "$target" = nginx ]; then kill "$(cat "$dir/nginx/nginx.pid")"; else kill "$launched"; fi
 	wait "$launched" 2>/dev/null || true
