@@ -203,7 +203,7 @@ type Conn struct {
 	wsysErr      syscall.Errno // writeAll: writeRaw's failure
 	writeFn      func(fd uintptr) bool
 	rawWrites    int           // writeAll calls on a socket, for tests
-	writeWaits   int           // times writeRaw found the socket full, for tests
+	writeWaits   atomic.Int64  // times writeRaw found the socket full, for tests (atomic: read while a write waits)
 	WriteTimeout time.Duration // bound on each flush; 0: none
 	// WriteStamp, if set, gets the time of every flush that carried data
 	// frames (control frames do not count: a STOMP peer sees only data).
@@ -1158,7 +1158,7 @@ func (c *Conn) writeRaw(fd uintptr) bool {
 			c.wpend = c.wpend[n:]
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			c.writeWaits++
+			c.writeWaits.Add(1)
 			return false
 		default:
 			c.wsysErr = errno

@@ -3339,7 +3339,8 @@ func TestServeAllocs(t *testing.T) {
 
 // TestSocketWriteWaitsForRoom: a flush larger than the socket can take at
 // once (sendto says EAGAIN part-way) waits for the peer to read and then
-// sends the rest, in order.
+// sends the rest, in order. The peer starts reading only once the writer
+// has found the socket full, so the wait is certain to happen.
 func TestSocketWriteWaitsForRoom(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	// Small enough to fill, not so small that the window drops below a
@@ -3362,18 +3363,23 @@ func TestSocketWriteWaitsForRoom(t *testing.T) {
 		}
 		done <- nil
 	}()
+	// Wait (bounded) for the writer to meet a full socket.
+	for deadline := time.Now().Add(testTimeout); c.writeWaits.Load() == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("the writer finished (%v) without finding the socket full", err)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never found the socket full")
+		}
+	}
 	r := bufio.NewReader(peer)
 	for range msgs {
 		expectFrames(t, r, Server, rawFrame{fin: true, op: BinaryMessage, data: p})
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
-	}
-	c.wmu.Lock()
-	waits := c.writeWaits
-	c.wmu.Unlock()
-	if waits == 0 {
-		t.Error("no write waited for room: the test did not fill the socket")
 	}
 }
 
