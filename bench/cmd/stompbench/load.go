@@ -59,7 +59,9 @@ type loadResult struct {
 	CPUPerRT float64 `json:"proxy_us_rt"` // proxy CPU µs per round trip
 	ProxyUse float64 `json:"proxy_util"`  // proxy CPU / window
 	// Read and write system calls of the proxy per round trip
-	// (/proc/<pid>/io); -1 when unreadable.
+	// (/proc/<pid>/io syscr/syscw); -1 when unreadable. They do not count
+	// recv/send, which nginx and stompgate both use: the report takes
+	// system calls from the perf cells (-syscalls) instead.
 	ReadsPerRT   float64 `json:"proxy_reads_rt"`
 	WritesPerRT  float64 `json:"proxy_writes_rt"`
 	Client       float64 `json:"client_busy"`    // busy fraction of the client CPU

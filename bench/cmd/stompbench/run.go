@@ -699,8 +699,8 @@ func (r *runner) cells() ([]cell, error) {
 						}
 						break
 					}
-					r.logf("round %d %-12s %-9s %8.0f rt/s %7.2f µs/rt  %.2f+%.2f sys/rt  p50 %6.0f p99 %7.0f µs  proxy %3.0f%%  client CPU %3.0f%% (other %2.0f%%/%2.0f%%, steal %.1f%%)  errors %d",
-						round+1, w, t, res.Rate, res.CPUPerRT, res.ReadsPerRT, res.WritesPerRT, res.P50, res.P99, 100*res.ProxyUse, 100*res.Client,
+					r.logf("round %d %-12s %-9s %8.0f rt/s %7.2f µs/rt  p50 %6.0f p99 %7.0f µs  proxy %3.0f%%  client CPU %3.0f%% (other %2.0f%%/%2.0f%%, steal %.1f%%)  errors %d",
+						round+1, w, t, res.Rate, res.CPUPerRT, res.P50, res.P99, 100*res.ProxyUse, 100*res.Client,
 						100*res.OtherProxyCPU, 100*res.OtherClientCPU, 100*res.Steal, res.Errors)
 					// Keep the least disturbed attempt.
 					if c.Result == nil || r.disturbance(t, res) < r.disturbance(t, c.Result) {
