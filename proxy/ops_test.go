@@ -21,6 +21,7 @@ import (
 
 	"github.com/stompgate/stompgate/admin"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/metrics"
 )
 
@@ -337,6 +338,55 @@ func TestMetricsAfterARealSession(t *testing.T) {
 	}
 	if got := scrape(t, m, `stompgate_bytes_total{direction="client_to_upstream"}`); got < 100 {
 		t.Errorf("client_to_upstream bytes = %v", got)
+	}
+}
+
+// Counters are added once per read, not per message: messages and frames
+// that arrive in one read, several frames in one message and a change of
+// command within the read are all counted, in the metrics and in the
+// session's log line.
+func TestCountersOfOneRead(t *testing.T) {
+	brokerURL, _ := drainBroker(t)
+	m := metrics.Discard()
+	p := newProxy(t, brokerURL, stompOpts(func(*STOMPOptions) {}))
+	p.h.metrics = m
+	c := stompClient(t, p.url("/ws"))
+	// Four messages in one write, so that one read is likely to take them
+	// all: SUBSCRIBE, two SENDs in one message, a SEND, a SEND that the
+	// subscription brings back.
+	var batch []byte
+	for _, msg := range []string{
+		"SUBSCRIBE\nid:0\ndestination:/topic/a\n\n\x00",
+		"SEND\ndestination:/topic/b\n\nx\x00SEND\ndestination:/topic/b\n\ny\x00",
+		"SEND\ndestination:/topic/b\n\nz\x00",
+		"SEND\ndestination:/topic/a\n\nlast\x00",
+	} {
+		batch = append(batch, wstest.Frame(0x1, []byte(msg), true)...)
+	}
+	if _, err := c.NetConn().Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	if msg := mustMsg(t, c, 2*time.Second); !strings.HasPrefix(msg, "MESSAGE\n") || !strings.HasSuffix(msg, "last\x00") {
+		t.Fatalf("want the MESSAGE of the last SEND, got %q", msg)
+	}
+	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	e := p.waitSessionEnd(t, 2*time.Second)
+	for series, want := range map[string]float64{
+		`stompgate_frames_total{command="CONNECT",direction="client_to_upstream"}`:   1,
+		`stompgate_frames_total{command="SUBSCRIBE",direction="client_to_upstream"}`: 1,
+		`stompgate_frames_total{command="SEND",direction="client_to_upstream"}`:      4,
+		`stompgate_frames_total{command="CONNECTED",direction="upstream_to_client"}`: 1,
+		`stompgate_frames_total{command="MESSAGE",direction="upstream_to_client"}`:   1,
+		`stompgate_messages_total{direction="client_to_upstream"}`:                   5,
+		`stompgate_messages_total{direction="upstream_to_client"}`:                   2,
+	} {
+		if got := scrape(t, m, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	fields := e.ContextMap()
+	if fields["client_messages"] != int64(5) || fields["upstream_messages"] != int64(2) {
+		t.Errorf("log line: client_messages %v, upstream_messages %v; want 5 and 2", fields["client_messages"], fields["upstream_messages"])
 	}
 }
 
