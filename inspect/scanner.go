@@ -341,8 +341,8 @@ func (s *Scanner) Next() (Event, error) {
 // header section is incomplete) or Body, and the next call (Next or Rest)
 // returns NeedMore. Header and ContentLength work after it as after
 // HeadersEnd. On an error, the bytes since the previous event are not
-// reported, unlike with Next. A proxy forwarding most frames untouched saves a turn of its
-// event loop per event.
+// reported, unlike with Next. A proxy forwarding most frames untouched
+// saves a turn of its event loop per event.
 func (s *Scanner) Rest() (Event, error) {
 	if s.state == stIdle {
 		return s.Next() // not inside a frame: nothing to merge

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wsconn"
 )
 
 // SessionInfo is a snapshot of one session for the admin API
@@ -95,8 +96,8 @@ func (s *Session) info() SessionInfo {
 			HeartbeatsSent:     st.eolsSentDown.Load(),
 			PingsSent:          st.pingsSent.Load(),
 			PongsReceived:      st.pongsReceived.Load(),
-			LastRead:           fromNanos(st.clientRead.Load()),
-			LastWrite:          fromNanos(st.clientWrite.Load()),
+			LastRead:           wsconn.Time(st.clientRead.Load()),
+			LastWrite:          wsconn.Time(st.clientWrite.Load()),
 			Frames:             frameCounts(&st.fromC),
 		},
 		Upstream: HopInfo{
@@ -104,8 +105,8 @@ func (s *Session) info() SessionInfo {
 			ReceivePeriodMS:    up.Recv.Milliseconds(),
 			HeartbeatsReceived: st.fromU.eols.Load(),
 			HeartbeatsSent:     st.eolsSentUp.Load(),
-			LastRead:           fromNanos(st.upstreamRead.Load()),
-			LastWrite:          fromNanos(st.upstreamWrite.Load()),
+			LastRead:           wsconn.Time(st.upstreamRead.Load()),
+			LastWrite:          wsconn.Time(st.upstreamWrite.Load()),
 			Frames:             frameCounts(&st.fromU),
 		},
 	}

@@ -47,7 +47,8 @@ type stompState struct {
 	receipt          chan struct{} // closed when stompgate's own RECEIPT arrives
 	receiptOnce      sync.Once
 
-	// Hot-path timestamps (wsconn.Now stamps), stored with atomics.
+	// Hot-path timestamps (wsconn.Now stamps, read back with wsconn.Time,
+	// which gives a time.Time with a monotonic reading), stored with atomics.
 	clientRead, clientPong, clientWrite, pingSent, upstreamRead, upstreamWrite atomic.Int64
 	// Counters for the log line.
 	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
@@ -125,20 +126,16 @@ func (st *stompState) negotiatedVersion() inspect.Version {
 	return st.version
 }
 
-// fromNanos turns a hot-path stamp (wsconn.Now) into a time.Time with a
-// monotonic reading, comparable with time.Now whatever the wall clock did.
-func fromNanos(n int64) time.Time { return wsconn.Time(n) }
-
 // activity is the engine's snapshot of the stamps; called under kaMu.
 func (st *stompState) activity() keepalive.Activity {
 	st.readSnapClient, st.readSnapUpstream = st.clientRead.Load(), st.upstreamRead.Load()
 	return keepalive.Activity{
-		ClientRead:    fromNanos(st.readSnapClient),
-		ClientPong:    fromNanos(st.clientPong.Load()),
-		ClientWrite:   fromNanos(st.clientWrite.Load()),
-		PingSent:      fromNanos(st.pingSent.Load()),
-		UpstreamRead:  fromNanos(st.readSnapUpstream),
-		UpstreamWrite: fromNanos(st.upstreamWrite.Load()),
+		ClientRead:    wsconn.Time(st.readSnapClient),
+		ClientPong:    wsconn.Time(st.clientPong.Load()),
+		ClientWrite:   wsconn.Time(st.clientWrite.Load()),
+		PingSent:      wsconn.Time(st.pingSent.Load()),
+		UpstreamRead:  wsconn.Time(st.readSnapUpstream),
+		UpstreamWrite: wsconn.Time(st.upstreamWrite.Load()),
 		// Asked only when a read deadline has passed: bytes waiting in the
 		// kernel mean the peer is alive and stompgate is late reading.
 		UpstreamUnread: st.upstreamUnread,
