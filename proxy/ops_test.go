@@ -76,6 +76,10 @@ func TestMaxConnectionsIs503(t *testing.T) {
 	p := newProxy(t, up.wsURL(), func(o *Options) { o.MaxConnections = 2; o.Metrics = m })
 	a := dial(t, p.url("/ws"), nil)
 	b := dial(t, p.url("/ws"), nil)
+	// The client's dial returns on the 101, which the handler writes
+	// before it tracks the session: wait until both are tracked, or the
+	// count below could reach 1 with b untracked and a's slot still held.
+	waitFor(t, 2*time.Second, func() bool { return p.h.ActiveSessions() == 2 })
 	if got := handshakeStatus(t, p.url("/ws"), nil); got != http.StatusServiceUnavailable {
 		t.Fatalf("third connection: status %d, want 503", got)
 	}
