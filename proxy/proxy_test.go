@@ -374,6 +374,9 @@ func TestUpstreamCloseIsForwardedAndNoStatusMapped(t *testing.T) {
 	}{
 		{websocket.FormatCloseMessage(1008, "policy says no"), 1008, "policy says no"},
 		{nil, 1000, ""}, // 1005 (no status) → 1000
+		// 1015 may not travel in a close frame: the upstream broke
+		// RFC 6455, and the client must not get 1015 from stompgate.
+		{websocket.FormatCloseMessage(1015, ""), 1011, "upstream sent invalid WebSocket frames (invalid close code 1015)"},
 	} {
 		up := newUpstream(t, nil, func(c *websocket.Conn) {
 			c.WriteControl(websocket.CloseMessage, tc.payload, time.Now().Add(time.Second))

@@ -565,7 +565,7 @@ func (s *Session) finish(e end) {
 		case endClosed:
 			s.closedBy = e.leg.name
 			s.ending = e.leg.name + " closed"
-			code, text := mapCloseCode(e.leg.name, e.code, e.text)
+			code, text := mapCloseCode(e.code, e.text)
 			if e.leg == s.upstream {
 				// A STOMP client whose broker went away without an ERROR
 				// is told why; the close code itself is kept.
@@ -674,17 +674,14 @@ func (s *Session) sendClose(l *leg, code int, text string) {
 }
 
 // mapCloseCode turns a close received from one leg into what the other leg
-// gets. 1005 (no code) is sent as 1000; 1006 and 1015 must never appear in a
-// close frame (RFC 6455 §7.4.1), so a peer that reports them is treated as
-// lost.
-func mapCloseCode(from string, code int, text string) (int, string) {
-	switch code {
-	case websocket.CloseNoStatusReceived:
+// gets: 1005 (the frame had no code) is sent as 1000, as a close frame may
+// not carry 1005 (RFC 6455 §7.4.1). The other codes that may not travel,
+// 1006 and 1015, never get here: wsconn rejects a close frame carrying
+// them as a protocol error, and a connection gone without a close frame is
+// lost (classify), not closed.
+func mapCloseCode(code int, text string) (int, string) {
+	if code == websocket.CloseNoStatusReceived {
 		return websocket.CloseNormalClosure, ""
-	case websocket.CloseAbnormalClosure:
-		return websocket.CloseInternalServerErr, from + " connection lost"
-	case websocket.CloseTLSHandshake:
-		return websocket.CloseInternalServerErr, from + " TLS failure"
 	}
 	return code, text
 }
