@@ -230,7 +230,15 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	// seconds (internal/memtrim); the goroutine ends with serve.
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
-	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, nil)
+	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, func() {
+		// Logged with its duration: a trim is a forced collection and
+		// returns every free page, so an RSS drop (or a pause) can be
+		// told from the log.
+		before, start := memtrim.Read(), time.Now()
+		debug.FreeOSMemory()
+		log.Info("memory trimmed", zap.Duration("took", time.Since(start)),
+			zap.Uint64("free_before_bytes", before.Free), zap.Uint64("in_use_bytes", before.InUse))
+	})
 
 	// The drain starts once, from the first signal or POST /drain, and
 	// runs under its own SHUTDOWN_TIMEOUT.
