@@ -148,6 +148,7 @@ func TestBinaryServesAndStops(t *testing.T) {
 		`stompgate_frames_total{command="MESSAGE",direction="upstream_to_client"} 1`,
 		`stompgate_build_info{goversion=`,
 		`go_goroutines `,
+		`go_sched_latencies_seconds_bucket{le=`,
 		`process_resident_memory_bytes `,
 	} {
 		if !strings.Contains(metrics, want) {

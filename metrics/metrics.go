@@ -171,7 +171,11 @@ func New(version string) *Metrics {
 	buildInfo.WithLabelValues(version, goVersion()).Set(1)
 	f(buildInfo)
 
-	f(collectors.NewGoCollector())
+	// Besides the defaults, the scheduler's latencies: how long goroutines
+	// waited to run. Every heart-beat stompgate sends and every deadline it
+	// checks is a goroutine or timer that has to get a CPU, so a sidecar
+	// starved of CPU shows here before brokers start closing sessions.
+	f(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)))
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
