@@ -230,15 +230,7 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	// seconds (internal/memtrim); the goroutine ends with serve.
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
-	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, func() {
-		// Logged with its duration: a trim is a forced collection and
-		// returns every free page, so an RSS drop (or a pause) can be
-		// told from the log.
-		before, start := memtrim.Read(), time.Now()
-		debug.FreeOSMemory()
-		log.Info("memory trimmed", zap.Duration("took", time.Since(start)),
-			zap.Uint64("free_before_bytes", before.Free), zap.Uint64("in_use_bytes", before.InUse))
-	})
+	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, loggedTrim(log, debug.FreeOSMemory))
 
 	// The drain starts once, from the first signal or POST /drain, and
 	// runs under its own SHUTDOWN_TIMEOUT.
@@ -361,4 +353,16 @@ func goVersion() string {
 		return bi.GoVersion
 	}
 	return "unknown"
+}
+
+// loggedTrim is memtrim's trim, logged with its duration: a trim is a
+// forced collection that returns every free page, so an RSS drop (or a
+// pause) can be told from the log.
+func loggedTrim(log *zap.Logger, free func()) func(memtrim.Stats) {
+	return func(s memtrim.Stats) {
+		start := time.Now()
+		free()
+		log.Info("memory trimmed", zap.Duration("took", time.Since(start)),
+			zap.Uint64("free_before_bytes", s.Free), zap.Uint64("in_use_bytes", s.InUse))
+	}
 }

@@ -65,13 +65,15 @@ func Read() Stats {
 }
 
 // Run checks every p.Interval until ctx ends, trimming with trim (nil:
-// debug.FreeOSMemory) when p says so. It returns the number of trims.
-func Run(ctx context.Context, p Policy, read func() Stats, trim func()) int {
+// debug.FreeOSMemory) when p says so; trim gets the figures that called for
+// it, so a caller that reports trims need not read them again. It returns
+// the number of trims.
+func Run(ctx context.Context, p Policy, read func() Stats, trim func(Stats)) int {
 	if read == nil {
 		read = Read
 	}
 	if trim == nil {
-		trim = debug.FreeOSMemory
+		trim = func(Stats) { debug.FreeOSMemory() }
 	}
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
@@ -81,8 +83,8 @@ func Run(ctx context.Context, p Policy, read func() Stats, trim func()) int {
 		case <-ctx.Done():
 			return n
 		case <-t.C:
-			if p.ShouldTrim(read()) {
-				trim()
+			if s := read(); p.ShouldTrim(s) {
+				trim(s)
 				n++
 			}
 		}

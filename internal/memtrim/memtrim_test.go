@@ -58,7 +58,12 @@ func TestRunTrimsWhenTold(t *testing.T) {
 		return Stats{Free: 64 << 20, InUse: 64 << 20}
 	}
 	trims := 0
-	n := Run(ctx, Policy{Interval: time.Millisecond, MinFree: 1, FreeFraction: 0.5}, read, func() { trims++ })
+	n := Run(ctx, Policy{Interval: time.Millisecond, MinFree: 1, FreeFraction: 0.5}, read, func(s Stats) {
+		trims++
+		if s != (Stats{Free: 64 << 20, InUse: 64 << 20}) {
+			t.Errorf("trim got %+v, not the figures read", s)
+		}
+	})
 	if n != trims || trims < 2 {
 		t.Fatalf("Run returned %d, trim called %d times", n, trims)
 	}
