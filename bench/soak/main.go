@@ -329,6 +329,7 @@ type run struct {
 	logSummary                                  logSummary
 	loadStart, loadEnd                          string
 	soakRSSKB                                   int
+	net                                         netWatch
 }
 
 // sample is one observation of the three processes.
@@ -378,7 +379,12 @@ func (r *run) execute(ctx context.Context) int {
 		r.stopAll()
 		return 2
 	}
+	nctx, ncancel := context.WithCancel(ctx)
+	ndone := make(chan struct{})
+	go func() { defer close(ndone); r.net.run(nctx) }()
 	r.soak(ctx)
+	ncancel()
+	<-ndone
 	r.stopAll()
 	r.logSummary = summarizeLog(r.sgLog, r.rampStart, r.leaveFirst)
 	r.loadEnd = loadavg()

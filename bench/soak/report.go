@@ -526,6 +526,14 @@ func (r *run) report() string {
 			w(" The broker's own silences account for most of them: the broker fell behind.")
 		}
 	}
+	if growth, losses, err := r.net.summary(); err != nil {
+		w("\n  - kernel network counters: not read (%v)", err)
+	} else if growth != "" {
+		w("\n  - kernel network counters over the run (/proc/net/softnet_stat, /proc/net/snmp, /proc/net/netstat, read every second; the first five count packets lost in the machine's kernel and retransmission timeouts): %s", growth)
+		if len(losses) > 0 {
+			w("; seconds in which one of the first five grew: %s", strings.Join(losses, "; "))
+		}
+	}
 	w("\n  - broker heart-beat task: %d passes, the longest %v; the longest time between the starts of two passes %v (at %s; Spring's fixed delay: period + pass)\n",
 		fb.Passes, time.Duration(fb.MaxPassMs)*time.Millisecond, time.Duration(fb.MaxPassGapMs)*time.Millisecond, fb.MaxPassGapAt)
 	for _, k := range sortedKeys(fb.Closes) {

@@ -151,3 +151,21 @@ func TestSentAt(t *testing.T) {
 		t.Errorf("sentAt(other body) = %d", got)
 	}
 }
+
+func TestParseSNMP(t *testing.T) {
+	in := "Tcp: RtoAlgorithm RetransSegs InErrs\nTcp: 1 158098 0\nTcpExt: TCPTimeouts TCPRcvQDrop\nTcpExt: 112 5\n"
+	got := map[string]int64{}
+	parseSNMP([]byte(in), got)
+	want := map[string]int64{"Tcp:RtoAlgorithm": 1, "Tcp:RetransSegs": 158098, "Tcp:InErrs": 0, "TcpExt:TCPTimeouts": 112, "TcpExt:TCPRcvQDrop": 5}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+	if _, err := netCounters(); err != nil {
+		t.Skipf("no /proc/net here: %v", err)
+	}
+}
