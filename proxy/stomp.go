@@ -249,12 +249,42 @@ func (s *Session) stopTimer() {
 // onTimer runs the liveness engine and carries out what it asks. Tick and
 // the timer's re-arming happen under kaMu, so the latest decision always
 // sets the timer.
+//
+// onTimer runs on a new goroutine at every firing (time.AfterFunc), whose
+// stack starts small (2 KiB in the soak): the frames down to the write
+// system call must fit in it, or every heart-beat pays a stack copy
+// (runtime.copystack was 6 % of stompgate's CPU in the soak, 2026-12-07).
+// So the common path, Tick and EOLs, keeps a small frame: the engine runs
+// in tick, and pings, verdicts and ends in onTimerRare, neither inlined.
 func (s *Session) onTimer() {
+	acts, ok := s.tick()
+	if !ok {
+		return
+	}
+	st := s.stomp
+	if acts.Has(keepalive.SendUpstreamEOL) && s.sendEOL(s.upstream, &st.fromC, &st.lastTypeToUp) {
+		st.eolsSentUp.Add(1)
+		s.h.metrics.HeartbeatSent(metrics.HopUpstream)
+	}
+	if acts.Has(keepalive.SendClientEOL) && s.sendEOL(s.client, &st.fromU, &st.lastTypeToClient) {
+		st.eolsSentDown.Add(1)
+		s.h.metrics.HeartbeatSent(metrics.HopClient)
+	}
+	if acts.Has(keepalive.PingClient) || acts.Has(keepalive.ClientDead) || acts.Has(keepalive.UpstreamDead) {
+		s.onTimerRare(acts)
+	}
+}
+
+// tick runs the engine under kaMu, re-arms the timer and records a new
+// verdict; false when the session no longer ticks.
+//
+//go:noinline
+func (s *Session) tick() (keepalive.Actions, bool) {
 	st := s.stomp
 	st.kaMu.Lock()
+	defer st.kaMu.Unlock()
 	if st.stopped || s.closing.Load() {
-		st.kaMu.Unlock()
-		return
+		return 0, false
 	}
 	now := time.Now()
 	acts, next := st.ka.Tick(now, st.activity())
@@ -274,16 +304,15 @@ func (s *Session) onTimer() {
 		}
 		s.h.metrics.LivenessFailure(hop, reason)
 	}
-	st.kaMu.Unlock()
+	return acts, true
+}
 
-	if acts.Has(keepalive.SendUpstreamEOL) && s.sendEOL(s.upstream, &st.fromC, &st.lastTypeToUp) {
-		st.eolsSentUp.Add(1)
-		s.h.metrics.HeartbeatSent(metrics.HopUpstream)
-	}
-	if acts.Has(keepalive.SendClientEOL) && s.sendEOL(s.client, &st.fromU, &st.lastTypeToClient) {
-		st.eolsSentDown.Add(1)
-		s.h.metrics.HeartbeatSent(metrics.HopClient)
-	}
+// onTimerRare carries out the engine's pings and death verdicts (see
+// onTimer for why they are apart).
+//
+//go:noinline
+func (s *Session) onTimerRare(acts keepalive.Actions) {
+	st := s.stomp
 	if acts.Has(keepalive.PingClient) {
 		// Stamped before the write: a pong can be read before WriteControl
 		// returns, and a stamp after it would make that pong look early.
@@ -293,6 +322,12 @@ func (s *Session) onTimer() {
 			s.h.metrics.PingsSent.Inc()
 		}
 	}
+	if !acts.Has(keepalive.ClientDead) && !acts.Has(keepalive.UpstreamDead) {
+		return
+	}
+	st.kaMu.Lock()
+	verdict := st.verdict
+	st.kaMu.Unlock()
 	switch {
 	case acts.Has(keepalive.ClientDead):
 		s.clientGone(end{leg: s.client, kind: endDead, text: verdict.String()})
