@@ -51,9 +51,10 @@
 //	                   of CONNECTED and the last upstream read → UpstreamDead   (§2.3, §3.3, §6)
 //
 // A deadline that has passed is checked once more against bytes that have
-// arrived but are not read yet (Activity.UpstreamUnread, ClientUnread): on a
-// saturated host the proxy may read a punctual peer late, and that is not
-// the peer's death. When the client's EOL is due, the broker's is sent with
+// reached the host but were not read in time (Activity.UpstreamHeard,
+// ClientHeard: unread in the receive buffer, or received by the kernel
+// since): on a saturated host the proxy may read a punctual peer late, and
+// that is not the peer's death. When the client's EOL is due, the broker's is sent with
 // it if it is nearly due or was just sent, so that with equal periods one
 // wake-up serves both hops (the broker's spacing can only shrink, the
 // client's stays within [T/2, T]).

@@ -28,12 +28,16 @@ type Activity struct {
 	// client frames and EOLs alike; scenario 23).
 	UpstreamWrite time.Time
 
-	// UpstreamUnread and ClientUnread, if set, report whether bytes from
-	// that peer wait in the proxy's receive buffer, not yet read. They are
-	// asked only when a read deadline has passed: a peer whose bytes have
-	// arrived is alive, and a deadline missed because the proxy itself was
-	// too busy to read them (a saturated host) must not kill its session.
-	UpstreamUnread, ClientUnread func() bool
+	// UpstreamHeard and ClientHeard, if set, report how long ago that
+	// peer's latest bytes reached this host, as far as the proxy can tell
+	// beyond the read stamps above: 0 when bytes were read after the stamp
+	// was taken or wait unread in the receive buffer, else how long the
+	// kernel has received nothing from it; false when the proxy cannot
+	// tell. They are asked only when a read deadline has passed: a peer
+	// whose bytes have arrived is alive, and a deadline missed because the
+	// proxy itself was too busy to read them (a saturated host) must not
+	// kill its session.
+	UpstreamHeard, ClientHeard func() (ago time.Duration, ok bool)
 }
 
 // never marks an event that has not happened; forever a deadline that does
@@ -204,16 +208,22 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	}
 
 	// Deadlines first: a dead peer gets no more keepalives. A passed
-	// deadline is checked against what has arrived but is not read yet.
+	// deadline is checked against what has arrived but is not read yet:
+	// bytes that reached the host at v.n-ago count as a read then.
 	cd := s.clientDeadline()
 	ud, udLen := s.upstreamDeadline(&v)
-	if ud <= v.n && a.UpstreamUnread != nil && a.UpstreamUnread() {
-		v.uRead = v.n
-		ud, udLen = s.upstreamDeadline(&v)
+	if ud <= v.n && a.UpstreamHeard != nil {
+		if ago, ok := a.UpstreamHeard(); ok && v.n-ago > v.uRead {
+			v.uRead = v.n - ago
+			ud, udLen = s.upstreamDeadline(&v)
+		}
 	}
-	if cd <= v.n && a.ClientUnread != nil && a.ClientUnread() {
-		s.pingPending, v.cRead = never, v.n
-		cd = s.clientDeadline()
+	if cd <= v.n && a.ClientHeard != nil {
+		// Bytes after the outstanding ping answer it (as above).
+		if ago, ok := a.ClientHeard(); ok && v.n-ago > s.pingPending {
+			s.pingPending, v.cRead = never, max(v.cRead, v.n-ago)
+			cd = s.clientDeadline()
+		}
 	}
 	if cd <= v.n || ud <= v.n {
 		s.deadAt = v.n

@@ -660,7 +660,7 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 
 	s = start()
 	asked := 0
-	a.UpstreamUnread = func() bool { asked++; return true }
+	a.UpstreamHeard = func() (time.Duration, bool) { asked++; return 0, true }
 	act, next := s.Tick(late, a)
 	if act.Has(UpstreamDead) || asked != 1 {
 		t.Fatalf("unread upstream bytes: %v (asked %d), want alive", act, asked)
@@ -673,6 +673,43 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	s.Tick(late.Add(s1), a)
 	if asked != 1 {
 		t.Fatalf("asked %d times, want 1", asked)
+	}
+
+	// Bytes the kernel received 500 ms ago, not read: the deadline runs
+	// from their arrival, and passes again without newer ones.
+	s = start()
+	a = Activity{ClientRead: late, UpstreamRead: t0.Add(20 * ms)}
+	arrived := late.Add(-500 * ms)
+	a.UpstreamHeard = func() (time.Duration, bool) { return late.Sub(arrived), true }
+	act, next = s.Tick(late, a)
+	if act.Has(UpstreamDead) {
+		t.Fatalf("bytes arrived 500ms ago: %v, want alive", act)
+	}
+	due := arrived.Add(scale(up.Recv, DefaultTolerance))
+	if next.After(due) {
+		t.Fatalf("next wake-up %v, want by %v (the deadline from the arrival)", next.Sub(t0), due.Sub(t0))
+	}
+	for _, at := range []time.Time{due.Add(-ms), due} {
+		a.ClientRead = at
+		a.UpstreamHeard = func() (time.Duration, bool) { return at.Sub(arrived), true }
+		act, _ := s.Tick(at, a)
+		if dead := at.Equal(due); act.Has(UpstreamDead) != dead {
+			t.Fatalf("nothing since the arrival, at its deadline %+v: %v, want dead %v", at.Sub(due), act, dead)
+		}
+	}
+
+	// What the kernel received before the last read proves nothing new.
+	s = start()
+	a = Activity{ClientRead: late, UpstreamRead: t0.Add(20 * ms)}
+	a.UpstreamHeard = func() (time.Duration, bool) { return late.Sub(t0), true }
+	if act, _ := s.Tick(late, a); !act.Has(UpstreamDead) {
+		t.Fatalf("kernel's last bytes before the last read: %v, want UpstreamDead", act)
+	}
+	// Nor does a proxy that cannot tell.
+	s = start()
+	a.UpstreamHeard = func() (time.Duration, bool) { return 0, false }
+	if act, _ := s.Tick(late, a); !act.Has(UpstreamDead) {
+		t.Fatalf("unknown: %v, want UpstreamDead", act)
 	}
 }
 

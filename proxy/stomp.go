@@ -54,11 +54,12 @@ type stompState struct {
 	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
 	lastTypeToClient, lastTypeToUp                     atomic.Int32
 
-	// upstreamAlive and clientAlive (method values made once) answer the
-	// engine's UpstreamUnread and ClientUnread: bytes wait in the receive
-	// queue, or the pump read some after the snapshot the engine is
-	// judging (readSnap*, taken under kaMu by activity).
-	upstreamUnread, clientUnread     func() bool
+	// upstreamHeard and clientHeard (method values made once) answer the
+	// engine's UpstreamHeard and ClientHeard: the pump read bytes after the
+	// snapshot the engine is judging (readSnap*, taken under kaMu by
+	// activity), bytes wait in the receive queue, or the kernel received
+	// some since.
+	upstreamHeard, clientHeard       func() (time.Duration, bool)
 	upstreamConn, clientConn         *wsconn.Conn
 	readSnapUpstream, readSnapClient int64
 
@@ -67,6 +68,10 @@ type stompState struct {
 	timer   *time.Timer
 	stopped bool
 	verdict keepalive.Verdict
+	// kernelSilence: when a deadline declared a peer dead, how long the
+	// kernel had received nothing from it (wsconn.KernelSilence); -1 when
+	// unknown. Logged beside the verdict.
+	kernelSilence time.Duration
 }
 
 // dirState is one direction's scanner and counters.
@@ -136,23 +141,32 @@ func (st *stompState) activity() keepalive.Activity {
 		PingSent:      wsconn.Time(st.pingSent.Load()),
 		UpstreamRead:  wsconn.Time(st.readSnapUpstream),
 		UpstreamWrite: wsconn.Time(st.upstreamWrite.Load()),
-		// Asked only when a read deadline has passed: bytes waiting in the
-		// kernel mean the peer is alive and stompgate is late reading.
-		UpstreamUnread: st.upstreamUnread,
-		ClientUnread:   st.clientUnread,
+		// Asked only when a read deadline has passed: bytes that reached
+		// the kernel mean the peer is alive and stompgate is late reading.
+		UpstreamHeard: st.upstreamHeard,
+		ClientHeard:   st.clientHeard,
 	}
 }
 
 // upstreamAlive and clientAlive tell the engine, when a read deadline has
-// passed, whether the peer's bytes have in fact arrived: read by the pump
-// since the snapshot (the pump and the timer race), or waiting in the
-// receive queue. Called under kaMu, from Tick.
-func (st *stompState) upstreamAlive() bool {
-	return st.upstreamRead.Load() != st.readSnapUpstream || st.upstreamConn.Unread()
+// passed, how long ago the peer's bytes in fact reached this host: 0 when
+// the pump read some since the snapshot (the pump and the timer race) or
+// some wait in the receive queue, else the kernel's silence (TCP_INFO).
+// Called under kaMu, from Tick; two system calls at most, and only at a
+// deadline.
+func (st *stompState) upstreamAlive() (time.Duration, bool) {
+	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn)
 }
 
-func (st *stompState) clientAlive() bool {
-	return st.clientRead.Load() != st.readSnapClient || st.clientConn.Unread()
+func (st *stompState) clientAlive() (time.Duration, bool) {
+	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn)
+}
+
+func heardSince(readSinceSnapshot bool, c *wsconn.Conn) (time.Duration, bool) {
+	if readSinceSnapshot || c.Unread() {
+		return 0, true
+	}
+	return c.KernelSilence()
 }
 
 // startStomp decides whether the session can be STOMP and, if so, starts
@@ -176,7 +190,7 @@ func (s *Session) startStomp() {
 	// not per message), so any byte counts as liveness: data, heart-beats,
 	// pings and pongs alike.
 	st.upstreamConn, st.clientConn = s.upstream.conn, s.client.conn
-	st.upstreamUnread, st.clientUnread = st.upstreamAlive, st.clientAlive
+	st.upstreamHeard, st.clientHeard = st.upstreamAlive, st.clientAlive
 	s.client.conn.ReadStamp = &st.clientRead
 	s.upstream.conn.ReadStamp = &st.upstreamRead
 	// Data flushed to a leg is what its STOMP peer sees as traffic.
@@ -294,6 +308,14 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 	verdict := st.ka.Verdict()
 	if verdict.Dead() && !st.verdict.Dead() {
 		st.verdict = verdict
+		conn := s.upstream.conn
+		if verdict.Hop == keepalive.HopClient {
+			conn = s.client.conn
+		}
+		st.kernelSilence = -1
+		if d, ok := conn.KernelSilence(); ok {
+			st.kernelSilence = d
+		}
 		reason := metrics.ReasonHeartbeatTimeout
 		if verdict.Cause == keepalive.CausePongTimeout {
 			reason = metrics.ReasonPongTimeout
@@ -710,7 +732,7 @@ func (s *Session) stompFields() []zap.Field {
 	}
 	st.kaMu.Lock()
 	up, down := st.ka.Periods()
-	verdict := st.verdict
+	verdict, kernelSilence := st.verdict, st.kernelSilence
 	st.kaMu.Unlock()
 	fields := []zap.Field{
 		zap.Bool("stomp", true),
@@ -732,6 +754,13 @@ func (s *Session) stompFields() []zap.Field {
 	}
 	if verdict.Dead() {
 		fields = append(fields, zap.String("liveness_verdict", verdict.String()))
+		// The kernel's view beside stompgate's: as long as the verdict's
+		// silence, the peer (or the path to it) was silent; shorter, its
+		// bytes had reached this host and stompgate was late (a host short
+		// of CPU: see go_sched_latencies_seconds).
+		if kernelSilence >= 0 {
+			fields = append(fields, zap.Duration("liveness_silence", verdict.Silence), zap.Duration("liveness_kernel_silence", kernelSilence))
+		}
 	}
 	if m := st.errorMessage.Load(); m != nil {
 		fields = append(fields, zap.String("upstream_error", *m))

@@ -231,6 +231,14 @@ func TestUpstreamHeartBeatTimeout(t *testing.T) {
 		t.Errorf("declared dead after %v, deadline is 200ms", took)
 	}
 	wantClose(t, c, 1011)
+	// The broker wrote nothing after CONNECTED: the kernel's silence is
+	// stompgate's.
+	e := p.waitSessionEnd(t, 2*time.Second)
+	silence, _ := e.ContextMap()["liveness_silence"].(time.Duration)
+	kernel, ok := e.ContextMap()["liveness_kernel_silence"].(time.Duration)
+	if !ok || silence < 150*time.Millisecond || kernel < silence-50*time.Millisecond || kernel > silence+time.Second {
+		t.Errorf("liveness_silence %v, liveness_kernel_silence %v (%v): want the kernel's about stompgate's", silence, kernel, ok)
+	}
 }
 
 // A client that stops answering is probed, declared dead, and the broker
@@ -267,5 +275,12 @@ func TestDeadClientDisconnectsUpstream(t *testing.T) {
 	e := p.waitSessionEnd(t, 2*time.Second)
 	if v, _ := e.ContextMap()["liveness_verdict"].(string); !strings.Contains(v, "client pong timeout") {
 		t.Errorf("verdict %q", v)
+	}
+	// The client was silent, so the kernel received nothing from it
+	// either: its silence is about stompgate's (TCP_INFO counts in ms).
+	silence, ok1 := e.ContextMap()["liveness_silence"].(time.Duration)
+	kernel, ok2 := e.ContextMap()["liveness_kernel_silence"].(time.Duration)
+	if !ok1 || !ok2 || silence <= 0 || kernel < silence-50*time.Millisecond || kernel > silence+time.Second {
+		t.Errorf("liveness_silence %v (%v), liveness_kernel_silence %v (%v): want both, the kernel's about stompgate's", silence, ok1, kernel, ok2)
 	}
 }

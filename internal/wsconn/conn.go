@@ -690,6 +690,23 @@ func (c *Conn) Unread() bool {
 	return err == nil && ok && n > 0
 }
 
+// KernelSilence reports how long ago the kernel last received data from
+// the peer on this TCP socket, whether stompgate has read it or not
+// (TCP_INFO's tcpi_last_data_recv, in milliseconds); false when that
+// cannot be known (not a TCP socket, or not Linux). Next to the silence a
+// deadline measured, it tells a silent peer (the kernel got nothing
+// either) from a proxy too busy to read in time. Safe from any goroutine;
+// one system call.
+func (c *Conn) KernelSilence() (time.Duration, bool) {
+	if c.raw == nil {
+		return 0, false
+	}
+	var ms uint32
+	var ok bool
+	err := c.raw.Control(func(fd uintptr) { ms, ok = lastDataRecv(fd) })
+	return time.Duration(ms) * time.Millisecond, err == nil && ok
+}
+
 // LastReadAt is when the last read returned bytes (a stamp; 0: never).
 func (c *Conn) LastReadAt() int64 { return c.lastReadAt }
 

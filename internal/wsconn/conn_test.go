@@ -3463,3 +3463,38 @@ func BenchmarkMaskCopy(b *testing.B) {
 		})
 	}
 }
+
+// KernelSilence counts from the last bytes the kernel received, read or
+// not: a deadline check can then tell a silent peer from a late reader.
+func TestKernelSilence(t *testing.T) {
+	tc, peer := rawPair(t, Server)
+	if _, ok := tc.KernelSilence(); !ok {
+		if runtime.GOOS == "linux" {
+			t.Fatal("KernelSilence unknown on a Linux TCP socket")
+		}
+		t.Skip("TCP_INFO is Linux only")
+	}
+	if _, err := peer.Write(frame(fin(TextMessage), true, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(testTimeout); !tc.Unread(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the frame never reached the socket")
+		}
+		runtime.Gosched()
+	}
+	arrived := time.Now()
+	if d, _ := tc.KernelSilence(); d > 100*time.Millisecond {
+		t.Fatalf("KernelSilence %v just after the bytes arrived", d)
+	}
+	// Unread bytes age like read ones: wait 300 ms without reading.
+	time.Sleep(300 * time.Millisecond)
+	d, _ := tc.KernelSilence()
+	if waited := time.Since(arrived); d < waited-50*time.Millisecond || d > waited+50*time.Millisecond {
+		t.Fatalf("KernelSilence %v, %v after the bytes arrived (still unread: %v)", d, waited, tc.Unread())
+	}
+	var plain Conn // not a socket
+	if _, ok := plain.KernelSilence(); ok {
+		t.Fatal("KernelSilence known without a socket")
+	}
+}

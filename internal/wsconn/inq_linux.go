@@ -16,3 +16,13 @@ func inq(fd uintptr) (int, bool) {
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, sioCInQ, uintptr(unsafe.Pointer(&n)))
 	return int(n), errno == 0
 }
+
+// lastDataRecv is TCP_INFO's tcpi_last_data_recv: milliseconds since the
+// kernel last received data on the TCP socket fd (read or not).
+func lastDataRecv(fd uintptr) (uint32, bool) {
+	var info syscall.TCPInfo
+	n := uint32(unsafe.Sizeof(info))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
+	return info.Last_data_recv, errno == 0 && n >= uint32(unsafe.Offsetof(info.Last_data_recv)+unsafe.Sizeof(info.Last_data_recv))
+}

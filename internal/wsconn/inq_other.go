@@ -3,3 +3,5 @@
 package wsconn
 
 func inq(uintptr) (int, bool) { return 0, false }
+
+func lastDataRecv(uintptr) (uint32, bool) { return 0, false }
