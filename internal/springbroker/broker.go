@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
+
+	"github.com/stompgate/stompgate/internal/wsconn"
 )
 
 // Defaults, each taken from Spring.
@@ -674,8 +676,15 @@ func (b *Broker) heartbeatTick(now time.Time) {
 	}
 	b.mu.Unlock()
 	for _, e := range timeouts {
+		// Not Spring: a diagnostic for the event only. It tells a client
+		// that sent nothing (the kernel received nothing either) from a
+		// broker too busy to read what arrived.
+		var seen string
+		if d, n, ok := wsconn.PeerSilence(e.s.conn.NetConn()); ok {
+			seen = fmt.Sprintf("; the kernel last received bytes from the client %v ago, %d bytes unread", d, n)
+		}
 		b.emit(Event{Kind: EventReadTimeout, Time: now, Session: e.s.id, Remote: e.s.remote,
-			Err: fmt.Sprintf("no STOMP frame or heart-beat for %v (read interval %v)", e.idle.Round(time.Millisecond), e.allowed)})
+			Err: fmt.Sprintf("no STOMP frame or heart-beat for %v (read interval %v)%s", e.idle.Round(time.Millisecond), e.allowed, seen)})
 		e.s.sendError("Session closed.")
 	}
 	for _, s := range beats {

@@ -707,6 +707,27 @@ func (c *Conn) KernelSilence() (time.Duration, bool) {
 	return time.Duration(ms) * time.Millisecond, err == nil && ok
 }
 
+// PeerSilence reports, for any TCP connection, how long ago the kernel
+// last received data from the peer (as KernelSilence) and how many bytes
+// wait unread in its receive queue; false when that cannot be known. For
+// diagnostics (the test broker's read timeouts), not a hot path.
+func PeerSilence(nc net.Conn) (silence time.Duration, unread int, ok bool) {
+	sc, isSC := nc.(syscall.Conn)
+	if !isSC {
+		return 0, 0, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var ms uint32
+	var okS, okQ bool
+	if err := rc.Control(func(fd uintptr) { ms, okS = lastDataRecv(fd); unread, okQ = inq(fd) }); err != nil {
+		return 0, 0, false
+	}
+	return time.Duration(ms) * time.Millisecond, unread, okS && okQ
+}
+
 // LastReadAt is when the last read returned bytes (a stamp; 0: never).
 func (c *Conn) LastReadAt() int64 { return c.lastReadAt }
 
