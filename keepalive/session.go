@@ -210,12 +210,14 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	// Deadlines first: a dead peer gets no more keepalives. A passed
 	// deadline is checked against what has arrived but is not read yet:
 	// bytes that reached the host at v.n-ago count as a read then.
+	var act Actions
 	cd := s.clientDeadline()
 	ud, udLen := s.upstreamDeadline(&v)
 	if ud <= v.n && a.UpstreamHeard != nil {
 		if ago, ok := a.UpstreamHeard(); ok && v.n-ago > v.uRead {
 			v.uRead = v.n - ago
 			ud, udLen = s.upstreamDeadline(&v)
+			act |= UpstreamLateRead
 		}
 	}
 	if cd <= v.n && a.ClientHeard != nil {
@@ -223,19 +225,19 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 		if ago, ok := a.ClientHeard(); ok && v.n-ago > s.pingPending {
 			s.pingPending, v.cRead = never, max(v.cRead, v.n-ago)
 			cd = s.clientDeadline()
+			act |= ClientLateRead
 		}
 	}
 	if cd <= v.n || ud <= v.n {
 		s.deadAt = v.n
 		if cd <= ud {
 			s.hop, s.cause, s.dline, s.silenced = HopClient, CausePongTimeout, s.pongTimeout, v.n-v.cRead
-			return ClientDead, time.Time{}
+			return act | ClientDead, time.Time{}
 		}
 		s.hop, s.cause, s.dline, s.silenced = HopUpstream, CauseHeartbeatTimeout, udLen, v.n-v.uRead
-		return UpstreamDead, time.Time{}
+		return act | UpstreamDead, time.Time{}
 	}
 
-	var act Actions
 	if s.probeDue(&v) <= v.n {
 		act |= PingClient
 		s.ping(&v)

@@ -662,8 +662,8 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	asked := 0
 	a.UpstreamHeard = func() (time.Duration, bool) { asked++; return 0, true }
 	act, next := s.Tick(late, a)
-	if act.Has(UpstreamDead) || asked != 1 {
-		t.Fatalf("unread upstream bytes: %v (asked %d), want alive", act, asked)
+	if act.Has(UpstreamDead) || !act.Has(UpstreamLateRead) || asked != 1 {
+		t.Fatalf("unread upstream bytes: %v (asked %d), want alive, a late read", act, asked)
 	}
 	if want := late.Add(scale(up.Recv, DefaultTolerance)); next.After(want) {
 		t.Fatalf("next wake-up %v, want by %v", next.Sub(t0), want.Sub(t0))
@@ -682,8 +682,8 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	arrived := late.Add(-500 * ms)
 	a.UpstreamHeard = func() (time.Duration, bool) { return late.Sub(arrived), true }
 	act, next = s.Tick(late, a)
-	if act.Has(UpstreamDead) {
-		t.Fatalf("bytes arrived 500ms ago: %v, want alive", act)
+	if act.Has(UpstreamDead) || !act.Has(UpstreamLateRead) {
+		t.Fatalf("bytes arrived 500ms ago: %v, want alive, a late read", act)
 	}
 	due := arrived.Add(scale(up.Recv, DefaultTolerance))
 	if next.After(due) {
@@ -702,8 +702,8 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	s = start()
 	a = Activity{ClientRead: late, UpstreamRead: t0.Add(20 * ms)}
 	a.UpstreamHeard = func() (time.Duration, bool) { return late.Sub(t0), true }
-	if act, _ := s.Tick(late, a); !act.Has(UpstreamDead) {
-		t.Fatalf("kernel's last bytes before the last read: %v, want UpstreamDead", act)
+	if act, _ := s.Tick(late, a); act != UpstreamDead {
+		t.Fatalf("kernel's last bytes before the last read: %v, want UpstreamDead only", act)
 	}
 	// Nor does a proxy that cannot tell.
 	s = start()

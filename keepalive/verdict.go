@@ -10,7 +10,8 @@ import (
 type Actions uint8
 
 // Actions returned by Tick. Several emission bits may be set at once; at most
-// one of ClientDead and UpstreamDead is set, and then no emission bit is.
+// one of ClientDead and UpstreamDead is set, and then no emission bit is
+// (a late-read bit may be).
 const (
 	// SendUpstreamEOL: write a single "\n" upstream, as its own WebSocket
 	// message, between frames (never "\r" alone, never split CRLF, R4).
@@ -26,6 +27,12 @@ const (
 	// UpstreamDead: the broker missed its heart-beat deadline; send the
 	// client an ERROR built from Session.Verdict and close (R6, R8).
 	UpstreamDead
+	// UpstreamLateRead and ClientLateRead report, for counting only, that
+	// a read deadline had passed but the peer's bytes had reached the host
+	// (Activity.UpstreamHeard, ClientHeard): the proxy read them late,
+	// and the peer lives on.
+	UpstreamLateRead
+	ClientLateRead
 )
 
 // Has reports whether all of b are in a.
@@ -36,7 +43,7 @@ func (a Actions) String() string {
 	if a == 0 {
 		return "none"
 	}
-	names := [...]string{"SendUpstreamEOL", "SendClientEOL", "PingClient", "ClientDead", "UpstreamDead"}
+	names := [...]string{"SendUpstreamEOL", "SendClientEOL", "PingClient", "ClientDead", "UpstreamDead", "UpstreamLateRead", "ClientLateRead"}
 	var b strings.Builder
 	for i, n := range names {
 		if a&(1<<i) != 0 {

@@ -86,6 +86,7 @@ type Metrics struct {
 	frames     [2][numCommands]prometheus.Counter
 	hbSent     [2]prometheus.Counter
 	hbRecv     [2]prometheus.Counter
+	lateReads  [2]prometheus.Counter
 	liveness   *prometheus.CounterVec
 	closes     [2]map[string]prometheus.Counter
 }
@@ -147,11 +148,14 @@ func New(version string) *Metrics {
 		Name: "stompgate_heartbeats_received_total", Help: "STOMP heart-beats (EOLs) received, by the hop they came from."}, []string{"hop"})
 	m.liveness = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stompgate_liveness_failures_total", Help: "Peers declared dead by the liveness engine, by hop and reason."}, []string{"hop", "reason"})
+	late := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stompgate_late_reads_total", Help: "Read deadlines that passed after the peer's bytes had reached the host: stompgate read them late (a host short of CPU), and the peer was not declared dead. By the hop read from."}, []string{"hop"})
 	closes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stompgate_closes_total", Help: "Ended legs by leg and the close code that ended them (1006: the connection was lost)."}, []string{"leg", "code"})
 	for h, hn := range hopNames {
 		m.hbSent[h] = sent.WithLabelValues(hn)
 		m.hbRecv[h] = recv.WithLabelValues(hn)
+		m.lateReads[h] = late.WithLabelValues(hn)
 		m.closes[h] = make(map[string]prometheus.Counter, len(closeCodes)+1)
 		for _, c := range closeCodes {
 			m.closes[h][strconv.Itoa(c)] = closes.WithLabelValues(hn, strconv.Itoa(c))
@@ -164,6 +168,7 @@ func New(version string) *Metrics {
 	f(sent)
 	f(recv)
 	f(m.liveness)
+	f(late)
 	f(closes)
 
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -211,6 +216,10 @@ func (m *Metrics) HeartbeatSent(h Hop) { m.hbSent[h].Inc() }
 
 // HeartbeatReceived counts a heart-beat received from hop h.
 func (m *Metrics) HeartbeatReceived(h Hop) { m.hbRecv[h].Inc() }
+
+// LateRead counts a read deadline on hop h that passed after the peer's
+// bytes had reached the host.
+func (m *Metrics) LateRead(h Hop) { m.lateReads[h].Inc() }
 
 // LivenessFailure counts a peer declared dead on hop h for reason (one of
 // the Reason* constants).

@@ -269,7 +269,8 @@ func (s *Session) stopTimer() {
 // system call must fit in it, or every heart-beat pays a stack copy
 // (runtime.copystack was 6 % of stompgate's CPU in the soak, 2026-12-07).
 // So the common path, Tick and EOLs, keeps a small frame: the engine runs
-// in tick, and pings, verdicts and ends in onTimerRare, neither inlined.
+// in tick, and pings, late-read counts, verdicts and ends in onTimerRare,
+// neither inlined.
 func (s *Session) onTimer() {
 	acts, ok := s.tick()
 	if !ok {
@@ -284,7 +285,8 @@ func (s *Session) onTimer() {
 		st.eolsSentDown.Add(1)
 		s.h.metrics.HeartbeatSent(metrics.HopClient)
 	}
-	if acts.Has(keepalive.PingClient) || acts.Has(keepalive.ClientDead) || acts.Has(keepalive.UpstreamDead) {
+	const rare = keepalive.PingClient | keepalive.ClientDead | keepalive.UpstreamDead | keepalive.UpstreamLateRead | keepalive.ClientLateRead
+	if acts&rare != 0 {
 		s.onTimerRare(acts)
 	}
 }
@@ -335,6 +337,12 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 //go:noinline
 func (s *Session) onTimerRare(acts keepalive.Actions) {
 	st := s.stomp
+	if acts.Has(keepalive.UpstreamLateRead) {
+		s.h.metrics.LateRead(metrics.HopUpstream)
+	}
+	if acts.Has(keepalive.ClientLateRead) {
+		s.h.metrics.LateRead(metrics.HopClient)
+	}
 	if acts.Has(keepalive.PingClient) {
 		// Stamped before the write: a pong can be read before WriteControl
 		// returns, and a stamp after it would make that pong look early.

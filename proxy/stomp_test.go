@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
 )
 
 // stompOpts sets short, test-sized liveness settings; idle coverage is off
@@ -282,5 +284,68 @@ func TestDeadClientDisconnectsUpstream(t *testing.T) {
 	kernel, ok2 := e.ContextMap()["liveness_kernel_silence"].(time.Duration)
 	if !ok1 || !ok2 || silence <= 0 || kernel < silence-50*time.Millisecond || kernel > silence+time.Second {
 		t.Errorf("liveness_silence %v (%v), liveness_kernel_silence %v (%v): want both, the kernel's about stompgate's", silence, ok1, kernel, ok2)
+	}
+}
+
+// A broker whose bytes wait in stompgate's receive queue is alive, even
+// when its heart-beat deadline passes because stompgate is not reading:
+// here the client does not read, so stompgate's write to it blocks and the
+// broker's frames pile up unread. The deadline is counted as a late read
+// (stompgate_late_reads_total), not as a death.
+func TestLateReadIsNotADeath(t *testing.T) {
+	up, accept := broker(t)
+	m := metrics.Discard()
+	p := newProxy(t, up.wsURL(), func(o *Options) {
+		stompOpts(func(o *STOMPOptions) {
+			o.UpstreamHeartBeat = inspect.HeartBeat{Receive: 200 * time.Millisecond}
+			o.Keepalive.Tolerance = 2
+		})(o)
+		o.Metrics = m
+		o.WriteTimeout = 20 * time.Second
+	})
+	// A client with a small receive buffer, which stops reading after
+	// CONNECTED.
+	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 2 * time.Second,
+		NetDial: func(network, addr string) (net.Conn, error) {
+			c, err := net.Dial(network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetReadBuffer(4096)
+			}
+			return c, err
+		}}
+	c, _, err := d.Dial(p.url("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := accept()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\nheart-beat:200,0\n\n\x00"))
+	mustMsg(t, c, time.Second)
+
+	// The broker sends MESSAGEs until its writes block (everything on the
+	// way is full), then nothing: no heart-beat gets through either.
+	body := strings.Repeat("x", 32<<10)
+	frame := []byte("MESSAGE\ndestination:/topic/t\nsubscription:0\nmessage-id:1\n\n" + body + "\x00")
+	go func() {
+		for {
+			b.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if b.WriteMessage(websocket.TextMessage, frame) != nil {
+				return
+			}
+		}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); scrape(t, m, `stompgate_late_reads_total{hop="upstream"}`) < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("no late read counted within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := scrape(t, m, `stompgate_liveness_failures_total{hop="upstream",reason="heartbeat_timeout"}`); n != 0 {
+		t.Fatalf("%v upstream heart-beat timeouts with the broker's bytes unread", n)
+	}
+	if es := p.logs.FilterMessage("session ended").All(); len(es) > 0 {
+		t.Fatalf("the session ended: %v", es[0].ContextMap()["end"])
 	}
 }
