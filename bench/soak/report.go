@@ -517,6 +517,11 @@ func (r *run) report() string {
 		upTimeouts = r.preLeaveMetrics.byLabels("stompgate_liveness_failures_total")[`hop="upstream",reason="heartbeat_timeout"`] -
 			r.baselineMetrics.byLabels("stompgate_liveness_failures_total")[`hop="upstream",reason="heartbeat_timeout"`]
 	}
+	if r.preLeaveMetrics != nil {
+		late, base := r.preLeaveMetrics.byLabels("stompgate_late_reads_total"), r.baselineMetrics.byLabels("stompgate_late_reads_total")
+		w("\n  - stompgate's late reads before the clients left (`stompgate_late_reads_total`: read deadlines that passed after the peer's bytes had reached the host, so not deaths): upstream %.0f, client %.0f",
+			late[`hop="upstream"`]-base[`hop="upstream"`], late[`hop="client"`]-base[`hop="client"`])
+	}
 	if upTimeouts > 0 {
 		w("\n  - diagnosis: stompgate ended %.0f sessions with \"upstream heart-beat timeout\"; the broker itself left a session without any write for over 3 s %d times (and for over 2 s %d times: the heart-beat task is one goroutine for all sessions, scheduled with a fixed delay after each pass, and, as in Spring, skips sessions written to within the last period, so silences up to 2 periods + a pass are normal).",
 			upTimeouts, fb.SilencesOver3s, fb.SilencesOver2s)
