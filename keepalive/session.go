@@ -40,6 +40,12 @@ type Activity struct {
 	UpstreamHeard, ClientHeard func() (ago time.Duration, ok bool)
 }
 
+// arrivalSlack: bytes that reached the host less than this after the
+// stamp being judged may be the bytes that stamp recorded. The kernel's
+// record of the last receipt (TCP_INFO) counts in jiffies, up to 10 ms
+// apart, and in whole milliseconds.
+const arrivalSlack = 10 * time.Millisecond
+
 // never marks an event that has not happened; forever a deadline that does
 // not exist. Session times are stored as offsets from the session start,
 // which keeps a Session small and makes max() over "maybe never" values work.
@@ -214,15 +220,16 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	cd := s.clientDeadline()
 	ud, udLen := s.upstreamDeadline(&v)
 	if ud <= v.n && a.UpstreamHeard != nil {
-		if ago, ok := a.UpstreamHeard(); ok && v.n-ago > v.uRead {
+		if ago, ok := a.UpstreamHeard(); ok && v.n-ago > v.uRead+arrivalSlack {
 			v.uRead = v.n - ago
-			ud, udLen = s.upstreamDeadline(&v)
-			act |= UpstreamLateRead
+			if ud, udLen = s.upstreamDeadline(&v); ud > v.n {
+				act |= UpstreamLateRead
+			}
 		}
 	}
 	if cd <= v.n && a.ClientHeard != nil {
 		// Bytes after the outstanding ping answer it (as above).
-		if ago, ok := a.ClientHeard(); ok && v.n-ago > s.pingPending {
+		if ago, ok := a.ClientHeard(); ok && v.n-ago > s.pingPending+arrivalSlack {
 			s.pingPending, v.cRead = never, max(v.cRead, v.n-ago)
 			cd = s.clientDeadline()
 			act |= ClientLateRead

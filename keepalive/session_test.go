@@ -705,6 +705,13 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	if act, _ := s.Tick(late, a); act != UpstreamDead {
 		t.Fatalf("kernel's last bytes before the last read: %v, want UpstreamDead only", act)
 	}
+	// Nor does a receipt within the kernel's clock resolution of it: the
+	// same bytes, seen through jiffies.
+	s = start()
+	a.UpstreamHeard = func() (time.Duration, bool) { return late.Sub(t0.Add(25 * ms)), true }
+	if act, _ := s.Tick(late, a); act != UpstreamDead {
+		t.Fatalf("kernel's last bytes 5ms after the last read: %v, want UpstreamDead only", act)
+	}
 	// Nor does a proxy that cannot tell.
 	s = start()
 	a.UpstreamHeard = func() (time.Duration, bool) { return 0, false }
