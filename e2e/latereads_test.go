@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/keepalive"
+	"github.com/stompgate/stompgate/metrics"
+	"github.com/stompgate/stompgate/proxy"
+)
+
+// RabbitMQ's bytes waiting in stompgate's receive queue are proof of life.
+// A subscriber that stops reading blocks stompgate's writes to it; the
+// MESSAGEs RabbitMQ keeps sending then wait unread in stompgate's socket,
+// and the upstream heart-beat deadline (1 s × 1.5) passes with stompgate
+// not reading. That is a late read (stompgate_late_reads_total), not a
+// dead broker: the session must stay up.
+func TestRabbitLateReadIsNotADeath(t *testing.T) {
+	origin, path := rabbit(t)
+	m := metrics.Discard()
+	g := startGate(t, origin, func(o *proxy.Options) {
+		o.Metrics = m
+		o.WriteTimeout = 30 * time.Second
+		o.STOMP.UpstreamHeartBeat = hb(time.Second, time.Second)
+		o.STOMP.Keepalive = keepalive.Config{Tolerance: 1.5, IdleTimeout: -1}
+	})
+
+	// The subscriber: a small receive buffer, and no reads after RECEIPT.
+	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second,
+		NetDial: func(network, addr string) (net.Conn, error) {
+			c, err := net.Dial(network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetReadBuffer(4096)
+			}
+			return c, err
+		}}
+	ws, _, err := d.Dial(g.url(path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	sub := &stompConn{t: t, ws: ws}
+	sub.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "guest", "heart-beat", "0,0"))
+	sub.mustRead(5*time.Second, "CONNECTED")
+	dest := uniqueDest(t)
+	sub.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest, "receipt", "r1"))
+	sub.mustRead(5*time.Second, "RECEIPT")
+
+	// A publisher straight to RabbitMQ sends 32 KiB MESSAGEs until the late
+	// read is counted (or RabbitMQ's flow control stops it).
+	pub, _, err := dialStomp(t, origin+path, nil, "v12.stomp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "guest"))
+	pub.mustRead(5*time.Second, "CONNECTED")
+	body := []byte(strings.Repeat("x", 32<<10))
+	sending := true
+	deadline := time.Now().Add(15 * time.Second)
+	for counter(t, m, "stompgate_late_reads_total", "upstream") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no upstream late read counted within 15s")
+		}
+		if sending {
+			pub.ws.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			sending = pub.ws.WriteMessage(websocket.TextMessage, encode("SEND", body, "destination", dest)) == nil
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := counter(t, m, "stompgate_liveness_failures_total", "upstream"); n != 0 {
+		t.Fatalf("%v upstream liveness failures with RabbitMQ's bytes unread", n)
+	}
+	if n := g.h.ActiveSessions(); n != 1 {
+		t.Fatalf("%d sessions active, want the subscriber's", n)
+	}
+}
+
+// counter sums the series of a counter family whose hop label is hop.
+func counter(t testing.TB, m *metrics.Metrics, family, hop string) float64 {
+	t.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range fams {
+		if f.GetName() != family {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "hop" && l.GetValue() == hop {
+					n += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
