@@ -148,17 +148,17 @@ func (st *stompState) activity() keepalive.Activity {
 	}
 }
 
-// upstreamAlive and clientAlive tell the engine, when a read deadline has
+// heardUpstream and heardClient tell the engine, when a read deadline has
 // passed, how long ago the peer's bytes in fact reached this host: 0 when
 // the pump read some since the snapshot (the pump and the timer race) or
 // some wait in the receive queue, else the kernel's silence (TCP_INFO).
 // Called under kaMu, from Tick; two system calls at most, and only at a
 // deadline.
-func (st *stompState) upstreamAlive() (time.Duration, bool) {
+func (st *stompState) heardUpstream() (time.Duration, bool) {
 	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn)
 }
 
-func (st *stompState) clientAlive() (time.Duration, bool) {
+func (st *stompState) heardClient() (time.Duration, bool) {
 	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn)
 }
 
@@ -190,7 +190,7 @@ func (s *Session) startStomp() {
 	// not per message), so any byte counts as liveness: data, heart-beats,
 	// pings and pongs alike.
 	st.upstreamConn, st.clientConn = s.upstream.conn, s.client.conn
-	st.upstreamHeard, st.clientHeard = st.upstreamAlive, st.clientAlive
+	st.upstreamHeard, st.clientHeard = st.heardUpstream, st.heardClient
 	s.client.conn.ReadStamp = &st.clientRead
 	s.upstream.conn.ReadStamp = &st.upstreamRead
 	// Data flushed to a leg is what its STOMP peer sees as traffic.
