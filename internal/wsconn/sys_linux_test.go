@@ -4,9 +4,9 @@ package wsconn
 
 import (
 	"io"
-	"net"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The two benchmarks below price a heart-beat write against the system call
@@ -29,31 +29,19 @@ func BenchmarkKernelEntry(b *testing.B) {
 // loopback TCP connection whose peer reads in its own goroutine, as the
 // soak's clients do.
 func BenchmarkSendEOLLoopback(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
+	c, peer := tcpPair(b)
+	c.SetDeadline(time.Time{})
+	peer.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(io.Discard, c)
+		io.Copy(io.Discard, peer) // until c closes
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := c.(*net.TCPConn).SyscallConn()
+	raw, err := c.SyscallConn()
 	if err != nil {
 		b.Fatal(err)
 	}
 	frame := []byte{0x81, 1, '\n'}
-	b.ResetTimer()
 	err = raw.Write(func(fd uintptr) bool {
 		for b.Loop() {
 			if _, e := sendRaw(fd, frame); e != 0 && e != syscall.EAGAIN {
