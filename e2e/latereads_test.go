@@ -17,7 +17,8 @@ import (
 // A subscriber that stops reading blocks stompgate's writes to it; the
 // MESSAGEs RabbitMQ keeps sending then wait unread in stompgate's socket,
 // and the upstream heart-beat deadline (1 s × 1.5) passes with stompgate
-// not reading. That is a late read (stompgate_late_reads_total), not a
+// not reading. That is a late read (stompgate_late_reads_total, evidence
+// "unread": the bytes wait in the receive queue), not a
 // dead broker: the session must stay up.
 func TestRabbitLateReadIsNotADeath(t *testing.T) {
 	origin, path := rabbit(t)
@@ -61,9 +62,9 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 	body := []byte(strings.Repeat("x", 32<<10))
 	sending := true
 	deadline := time.Now().Add(15 * time.Second)
-	for counter(t, m, "stompgate_late_reads_total", "upstream") < 1 {
+	for counter(t, m, "stompgate_late_reads_total", "hop", "upstream", "evidence", "unread") < 1 {
 		if time.Now().After(deadline) {
-			t.Fatal("no upstream late read counted within 15s")
+			t.Fatal("no upstream late read with evidence \"unread\" counted within 15s")
 		}
 		if sending {
 			pub.ws.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -72,7 +73,7 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if n := counter(t, m, "stompgate_liveness_failures_total", "upstream"); n != 0 {
+	if n := counter(t, m, "stompgate_liveness_failures_total", "hop", "upstream"); n != 0 {
 		t.Fatalf("%v upstream liveness failures with RabbitMQ's bytes unread", n)
 	}
 	if n := g.h.ActiveSessions(); n != 1 {
@@ -80,8 +81,9 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 	}
 }
 
-// counter sums the series of a counter family whose hop label is hop.
-func counter(t testing.TB, m *metrics.Metrics, family, hop string) float64 {
+// counter sums the series of a counter family that carry every label
+// given as name, value pairs.
+func counter(t testing.TB, m *metrics.Metrics, family string, labels ...string) float64 {
 	t.Helper()
 	fams, err := m.Registry.Gather()
 	if err != nil {
@@ -93,10 +95,16 @@ func counter(t testing.TB, m *metrics.Metrics, family, hop string) float64 {
 			continue
 		}
 		for _, s := range f.GetMetric() {
+			matched := 0
 			for _, l := range s.GetLabel() {
-				if l.GetName() == "hop" && l.GetValue() == hop {
-					n += s.GetCounter().GetValue()
+				for i := 0; i+1 < len(labels); i += 2 {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						matched++
+					}
 				}
+			}
+			if matched == len(labels)/2 {
+				n += s.GetCounter().GetValue()
 			}
 		}
 	}

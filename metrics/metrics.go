@@ -37,6 +37,31 @@ const (
 
 var hopNames = [2]string{"client", "upstream"}
 
+// Evidence is what showed that a passed read deadline was a late read, not
+// a silent peer (label evidence of stompgate_late_reads_total).
+type Evidence int
+
+// Evidences, in the order stompgate looks for them.
+const (
+	// EvidenceRead: the pump read bytes between the engine's snapshot and
+	// its check; the timer and the pump raced.
+	EvidenceRead Evidence = iota
+	// EvidenceUnread: bytes waited in the socket's receive queue
+	// (SIOCINQ): stompgate had not read them in time.
+	EvidenceUnread
+	// EvidenceKernel: the kernel had received data after the last read
+	// stamp (TCP_INFO), though none waited and none was stamped: the pump
+	// was held between its read and its stamp, or the bytes came during
+	// the check.
+	EvidenceKernel
+	numEvidences
+)
+
+var evidenceNames = [numEvidences]string{"read", "unread", "kernel"}
+
+// String is the evidence's label value.
+func (e Evidence) String() string { return evidenceNames[e] }
+
 // Handshake results (label result of stompgate_handshakes_total).
 const (
 	HandshakeOK              = "ok"
@@ -86,7 +111,7 @@ type Metrics struct {
 	frames     [2][numCommands]prometheus.Counter
 	hbSent     [2]prometheus.Counter
 	hbRecv     [2]prometheus.Counter
-	lateReads  [2]prometheus.Counter
+	lateReads  [2][numEvidences]prometheus.Counter
 	liveness   *prometheus.CounterVec
 	closes     [2]map[string]prometheus.Counter
 }
@@ -149,13 +174,15 @@ func New(version string) *Metrics {
 	m.liveness = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stompgate_liveness_failures_total", Help: "Peers declared dead by the liveness engine, by hop and reason."}, []string{"hop", "reason"})
 	late := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stompgate_late_reads_total", Help: "Read deadlines that passed after the peer's bytes had reached the host: stompgate read them late (a host short of CPU), and the peer was not declared dead. By the hop read from."}, []string{"hop"})
+		Name: "stompgate_late_reads_total", Help: "Read deadlines that passed after the peer's bytes had reached the host: stompgate read them late (a host short of CPU), and the peer was not declared dead. By the hop read from and the evidence that saved the deadline: read (the pump read during the check), unread (bytes waited in the receive queue), kernel (the kernel's record of the last receipt)."}, []string{"hop", "evidence"})
 	closes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stompgate_closes_total", Help: "Ended legs by leg and the close code that ended them (1006: the connection was lost)."}, []string{"leg", "code"})
 	for h, hn := range hopNames {
 		m.hbSent[h] = sent.WithLabelValues(hn)
 		m.hbRecv[h] = recv.WithLabelValues(hn)
-		m.lateReads[h] = late.WithLabelValues(hn)
+		for e, en := range evidenceNames {
+			m.lateReads[h][e] = late.WithLabelValues(hn, en)
+		}
 		m.closes[h] = make(map[string]prometheus.Counter, len(closeCodes)+1)
 		for _, c := range closeCodes {
 			m.closes[h][strconv.Itoa(c)] = closes.WithLabelValues(hn, strconv.Itoa(c))
@@ -218,8 +245,8 @@ func (m *Metrics) HeartbeatSent(h Hop) { m.hbSent[h].Inc() }
 func (m *Metrics) HeartbeatReceived(h Hop) { m.hbRecv[h].Inc() }
 
 // LateRead counts a read deadline on hop h that passed after the peer's
-// bytes had reached the host.
-func (m *Metrics) LateRead(h Hop) { m.lateReads[h].Inc() }
+// bytes had reached the host, as shown by e.
+func (m *Metrics) LateRead(h Hop, e Evidence) { m.lateReads[h][e].Inc() }
 
 // LivenessFailure counts a peer declared dead on hop h for reason (one of
 // the Reason* constants).

@@ -62,6 +62,9 @@ type stompState struct {
 	upstreamHeard, clientHeard       func() (time.Duration, bool)
 	upstreamConn, clientConn         *wsconn.Conn
 	readSnapUpstream, readSnapClient int64
+	// heardByUpstream and heardByClient: the evidence the last answer
+	// used, the label of a late read counted from it. Under kaMu.
+	heardByUpstream, heardByClient metrics.Evidence
 
 	kaMu    sync.Mutex
 	ka      keepalive.Session
@@ -155,17 +158,24 @@ func (st *stompState) activity() keepalive.Activity {
 // Called under kaMu, from Tick; two system calls at most, and only at a
 // deadline.
 func (st *stompState) heardUpstream() (time.Duration, bool) {
-	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn)
+	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn, &st.heardByUpstream)
 }
 
 func (st *stompState) heardClient() (time.Duration, bool) {
-	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn)
+	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn, &st.heardByClient)
 }
 
-func heardSince(readSinceSnapshot bool, c *wsconn.Conn) (time.Duration, bool) {
-	if readSinceSnapshot || c.Unread() {
+// heardSince answers for one leg and records in by which evidence it used.
+func heardSince(readSinceSnapshot bool, c *wsconn.Conn, by *metrics.Evidence) (time.Duration, bool) {
+	switch {
+	case readSinceSnapshot:
+		*by = metrics.EvidenceRead
+		return 0, true
+	case c.Unread():
+		*by = metrics.EvidenceUnread
 		return 0, true
 	}
+	*by = metrics.EvidenceKernel
 	return c.KernelSilence()
 }
 
@@ -269,8 +279,8 @@ func (s *Session) stopTimer() {
 // system call must fit in it, or every heart-beat pays a stack copy
 // (runtime.copystack was 6 % of stompgate's CPU in the soak, 2026-12-07).
 // So the common path, Tick and EOLs, keeps a small frame: the engine runs
-// in tick, and pings, late-read counts, verdicts and ends in onTimerRare,
-// neither inlined.
+// in tick (which also counts late reads, in countLateReads), and pings,
+// verdicts and ends in onTimerRare, none inlined.
 func (s *Session) onTimer() {
 	acts, ok := s.tick()
 	if !ok {
@@ -285,7 +295,7 @@ func (s *Session) onTimer() {
 		st.eolsSentDown.Add(1)
 		s.h.metrics.HeartbeatSent(metrics.HopClient)
 	}
-	const rare = keepalive.PingClient | keepalive.ClientDead | keepalive.UpstreamDead | keepalive.UpstreamLateRead | keepalive.ClientLateRead
+	const rare = keepalive.PingClient | keepalive.ClientDead | keepalive.UpstreamDead
 	if acts&rare != 0 {
 		s.onTimerRare(acts)
 	}
@@ -306,6 +316,11 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 	acts, next := st.ka.Tick(now, st.activity())
 	if !next.IsZero() {
 		st.timer.Reset(next.Sub(now))
+	}
+	// Counted here, under kaMu, beside the evidence the engine's Heard
+	// call just recorded.
+	if acts&(keepalive.UpstreamLateRead|keepalive.ClientLateRead) != 0 {
+		s.countLateReads(acts)
 	}
 	verdict := st.ka.Verdict()
 	if verdict.Dead() && !st.verdict.Dead() {
@@ -331,18 +346,26 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 	return acts, true
 }
 
+// countLateReads counts the late reads in acts by the evidence that showed
+// them. Under kaMu, from tick.
+//
+//go:noinline
+func (s *Session) countLateReads(acts keepalive.Actions) {
+	st := s.stomp
+	if acts.Has(keepalive.UpstreamLateRead) {
+		s.h.metrics.LateRead(metrics.HopUpstream, st.heardByUpstream)
+	}
+	if acts.Has(keepalive.ClientLateRead) {
+		s.h.metrics.LateRead(metrics.HopClient, st.heardByClient)
+	}
+}
+
 // onTimerRare carries out the engine's pings and death verdicts (see
 // onTimer for why they are apart).
 //
 //go:noinline
 func (s *Session) onTimerRare(acts keepalive.Actions) {
 	st := s.stomp
-	if acts.Has(keepalive.UpstreamLateRead) {
-		s.h.metrics.LateRead(metrics.HopUpstream)
-	}
-	if acts.Has(keepalive.ClientLateRead) {
-		s.h.metrics.LateRead(metrics.HopClient)
-	}
 	if acts.Has(keepalive.PingClient) {
 		// Stamped before the write: a pong can be read before WriteControl
 		// returns, and a stamp after it would make that pong look early.

@@ -3,7 +3,9 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/internal/wsconn"
+	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -287,6 +291,38 @@ func TestDeadClientDisconnectsUpstream(t *testing.T) {
 	}
 }
 
+// heardSince names its evidence for the late-read label: a read since the
+// snapshot first, then bytes waiting in the receive queue, else the
+// kernel's record of the last receipt.
+func TestHeardSinceEvidence(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SIOCINQ and TCP_INFO are Linux's")
+	}
+	nc, peer := wstest.TCPPair(t)
+	c := wsconn.New(nc, wsconn.Server, "", nil)
+	var by metrics.Evidence
+	if ago, ok := heardSince(true, c, &by); by != metrics.EvidenceRead || ago != 0 || !ok {
+		t.Errorf("read since the snapshot: %v, %v, %v; want read, 0, true", by, ago, ok)
+	}
+	if _, err := peer.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !c.Unread(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the byte never reached the receive queue")
+		}
+	}
+	if ago, ok := heardSince(false, c, &by); by != metrics.EvidenceUnread || ago != 0 || !ok {
+		t.Errorf("a byte unread: %v, %v, %v; want unread, 0, true", by, ago, ok)
+	}
+	if _, err := io.ReadFull(nc, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if ago, ok := heardSince(false, c, &by); by != metrics.EvidenceKernel || !ok || ago > time.Second {
+		t.Errorf("nothing unread: %v, %v, %v; want kernel, under 1s, true", by, ago, ok)
+	}
+}
+
 // A broker whose bytes wait in stompgate's receive queue is alive, even
 // when its heart-beat deadline passes because stompgate is not reading:
 // here the client does not read, so stompgate's write to it blocks and the
@@ -336,7 +372,7 @@ func TestLateReadIsNotADeath(t *testing.T) {
 			}
 		}
 	}()
-	for deadline := time.Now().Add(5 * time.Second); scrape(t, m, `stompgate_late_reads_total{hop="upstream"}`) < 1; {
+	for deadline := time.Now().Add(5 * time.Second); scrape(t, m, `stompgate_late_reads_total{evidence="unread",hop="upstream"}`) < 1; {
 		if time.Now().After(deadline) {
 			t.Fatal("no late read counted within 5s")
 		}

@@ -519,8 +519,20 @@ func (r *run) report() string {
 	}
 	if r.preLeaveMetrics != nil {
 		late, base := r.preLeaveMetrics.byLabels("stompgate_late_reads_total"), r.baselineMetrics.byLabels("stompgate_late_reads_total")
-		w("\n  - stompgate's late reads before the clients left (`stompgate_late_reads_total`: read deadlines that passed after the peer's bytes had reached the host, so not deaths): upstream %.0f, client %.0f",
-			late[`hop="upstream"`]-base[`hop="upstream"`], late[`hop="client"`]-base[`hop="client"`])
+		// Per hop, the total and what showed each (the evidence label).
+		byHop := func(hop string) string {
+			var total float64
+			parts := []string{}
+			for _, e := range []string{"unread", "read", "kernel"} {
+				k := `evidence="` + e + `",hop="` + hop + `"`
+				n := late[k] - base[k]
+				total += n
+				parts = append(parts, fmt.Sprintf("%s %.0f", e, n))
+			}
+			return fmt.Sprintf("%s %.0f (%s)", hop, total, strings.Join(parts, ", "))
+		}
+		w("\n  - stompgate's late reads before the clients left (`stompgate_late_reads_total`: read deadlines that passed after the peer's bytes had reached the host, so not deaths; by the evidence that showed it): %s; %s",
+			byHop("upstream"), byHop("client"))
 	}
 	if upTimeouts > 0 {
 		w("\n  - diagnosis: stompgate ended %.0f sessions with \"upstream heart-beat timeout\"; the broker itself left a session without any write for over 3 s %d times (and for over 2 s %d times: the heart-beat task is one goroutine for all sessions, scheduled with a fixed delay after each pass, and, as in Spring, skips sessions written to within the last period, so silences up to 2 periods + a pass are normal).",

@@ -24,6 +24,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -238,34 +240,11 @@ func writeMsg(c *Conn, mt int, p []byte, way int) error {
 
 // ---- peers -------------------------------------------------------------
 
-// tcpPair returns both ends of a TCP connection on 127.0.0.1.
+// tcpPair returns both ends of a TCP connection on 127.0.0.1, with
+// deadlines so that a stuck test fails rather than hangs.
 func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- accepted{c, err}
-	}()
-	d, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		d.Close()
-		t.Fatal(r.err)
-	}
-	a, b = r.c.(*net.TCPConn), d.(*net.TCPConn)
-	t.Cleanup(func() { a.Close(); b.Close() })
+	a, b = wstest.TCPPair(t)
 	a.SetDeadline(soon())
 	b.SetDeadline(soon())
 	return a, b

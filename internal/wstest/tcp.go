@@ -1,0 +1,39 @@
+package wstest
+
+import (
+	"net"
+	"testing"
+)
+
+// TCPPair returns both ends of a TCP connection on 127.0.0.1, closed when
+// the test ends: for tests that need a real socket (receive queues,
+// TCP_INFO) rather than net.Pipe.
+func TCPPair(tb testing.TB) (accepted, dialed *net.TCPConn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		d.Close()
+		tb.Fatal(r.err)
+	}
+	accepted, dialed = r.c.(*net.TCPConn), d.(*net.TCPConn)
+	tb.Cleanup(func() { accepted.Close(); dialed.Close() })
+	return accepted, dialed
+}
