@@ -1,13 +1,13 @@
 package e2e
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
@@ -32,13 +32,7 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 
 	// The subscriber: a small receive buffer, and no reads after RECEIPT.
 	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second,
-		NetDial: func(network, addr string) (net.Conn, error) {
-			c, err := net.Dial(network, addr)
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetReadBuffer(4096)
-			}
-			return c, err
-		}}
+		NetDial: wstest.DialReadBuffer(4096)}
 	ws, _, err := d.Dial(g.url(path), nil)
 	if err != nil {
 		t.Fatal(err)

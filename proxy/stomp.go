@@ -62,9 +62,9 @@ type stompState struct {
 	upstreamHeard, clientHeard       func() (time.Duration, bool)
 	upstreamConn, clientConn         *wsconn.Conn
 	readSnapUpstream, readSnapClient int64
-	// heardByUpstream and heardByClient: the evidence the last answer
-	// used, the label of a late read counted from it. Under kaMu.
-	heardByUpstream, heardByClient metrics.Evidence
+	// lastHeardUpstream and lastHeardClient: what the last answer found,
+	// for the late read or the death counted from it. Under kaMu.
+	lastHeardUpstream, lastHeardClient heard
 
 	kaMu    sync.Mutex
 	ka      keepalive.Session
@@ -74,6 +74,15 @@ type stompState struct {
 	// kernelSilence: when a deadline declared a peer dead, how long the
 	// kernel had received nothing from it (wsconn.KernelSilence); -1 when
 	// unknown. Logged beside the verdict.
+	kernelSilence time.Duration
+}
+
+// heard is what heardSince found on one leg when a deadline passed.
+type heard struct {
+	by metrics.Evidence // the evidence used: a late read's label
+	// kernelSilence is the kernel's answer when by is EvidenceKernel; -1
+	// when it was not asked or did not know. A death comes only from
+	// that answer, so it is the one logged with the verdict.
 	kernelSilence time.Duration
 }
 
@@ -158,25 +167,30 @@ func (st *stompState) activity() keepalive.Activity {
 // Called under kaMu, from Tick; two system calls at most, and only at a
 // deadline.
 func (st *stompState) heardUpstream() (time.Duration, bool) {
-	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn, &st.heardByUpstream)
+	return heardSince(st.upstreamRead.Load() != st.readSnapUpstream, st.upstreamConn, &st.lastHeardUpstream)
 }
 
 func (st *stompState) heardClient() (time.Duration, bool) {
-	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn, &st.heardByClient)
+	return heardSince(st.clientRead.Load() != st.readSnapClient, st.clientConn, &st.lastHeardClient)
 }
 
-// heardSince answers for one leg and records in by which evidence it used.
-func heardSince(readSinceSnapshot bool, c *wsconn.Conn, by *metrics.Evidence) (time.Duration, bool) {
+// heardSince answers for one leg and records in h what it found.
+func heardSince(readSinceSnapshot bool, c *wsconn.Conn, h *heard) (time.Duration, bool) {
+	h.kernelSilence = -1
 	switch {
 	case readSinceSnapshot:
-		*by = metrics.EvidenceRead
+		h.by = metrics.EvidenceRead
 		return 0, true
 	case c.Unread():
-		*by = metrics.EvidenceUnread
+		h.by = metrics.EvidenceUnread
 		return 0, true
 	}
-	*by = metrics.EvidenceKernel
-	return c.KernelSilence()
+	h.by = metrics.EvidenceKernel
+	d, ok := c.KernelSilence()
+	if ok {
+		h.kernelSilence = d
+	}
+	return d, ok
 }
 
 // startStomp decides whether the session can be STOMP and, if so, starts
@@ -325,13 +339,11 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 	verdict := st.ka.Verdict()
 	if verdict.Dead() && !st.verdict.Dead() {
 		st.verdict = verdict
-		conn := s.upstream.conn
+		// A passed deadline asked heardSince in this Tick: its answer is
+		// the kernel's view at the death.
+		st.kernelSilence = st.lastHeardUpstream.kernelSilence
 		if verdict.Hop == keepalive.HopClient {
-			conn = s.client.conn
-		}
-		st.kernelSilence = -1
-		if d, ok := conn.KernelSilence(); ok {
-			st.kernelSilence = d
+			st.kernelSilence = st.lastHeardClient.kernelSilence
 		}
 		reason := metrics.ReasonHeartbeatTimeout
 		if verdict.Cause == keepalive.CausePongTimeout {
@@ -353,10 +365,10 @@ func (s *Session) tick() (keepalive.Actions, bool) {
 func (s *Session) countLateReads(acts keepalive.Actions) {
 	st := s.stomp
 	if acts.Has(keepalive.UpstreamLateRead) {
-		s.h.metrics.LateRead(metrics.HopUpstream, st.heardByUpstream)
+		s.h.metrics.LateRead(metrics.HopUpstream, st.lastHeardUpstream.by)
 	}
 	if acts.Has(keepalive.ClientLateRead) {
-		s.h.metrics.LateRead(metrics.HopClient, st.heardByClient)
+		s.h.metrics.LateRead(metrics.HopClient, st.lastHeardClient.by)
 	}
 }
 

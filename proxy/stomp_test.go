@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -300,9 +299,9 @@ func TestHeardSinceEvidence(t *testing.T) {
 	}
 	nc, peer := wstest.TCPPair(t)
 	c := wsconn.New(nc, wsconn.Server, "", nil)
-	var by metrics.Evidence
-	if ago, ok := heardSince(true, c, &by); by != metrics.EvidenceRead || ago != 0 || !ok {
-		t.Errorf("read since the snapshot: %v, %v, %v; want read, 0, true", by, ago, ok)
+	var h heard
+	if ago, ok := heardSince(true, c, &h); h.by != metrics.EvidenceRead || ago != 0 || !ok {
+		t.Errorf("read since the snapshot: %v, %v, %v; want read, 0, true", h.by, ago, ok)
 	}
 	if _, err := peer.Write([]byte("\n")); err != nil {
 		t.Fatal(err)
@@ -312,14 +311,14 @@ func TestHeardSinceEvidence(t *testing.T) {
 			t.Fatal("the byte never reached the receive queue")
 		}
 	}
-	if ago, ok := heardSince(false, c, &by); by != metrics.EvidenceUnread || ago != 0 || !ok {
-		t.Errorf("a byte unread: %v, %v, %v; want unread, 0, true", by, ago, ok)
+	if ago, ok := heardSince(false, c, &h); h.by != metrics.EvidenceUnread || ago != 0 || !ok {
+		t.Errorf("a byte unread: %v, %v, %v; want unread, 0, true", h.by, ago, ok)
 	}
 	if _, err := io.ReadFull(nc, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if ago, ok := heardSince(false, c, &by); by != metrics.EvidenceKernel || !ok || ago > time.Second {
-		t.Errorf("nothing unread: %v, %v, %v; want kernel, under 1s, true", by, ago, ok)
+	if ago, ok := heardSince(false, c, &h); h.by != metrics.EvidenceKernel || !ok || ago > time.Second || h.kernelSilence != ago {
+		t.Errorf("nothing unread: %v, %v, %v (recorded %v); want kernel, under 1s, true, recorded", h.by, ago, ok, h.kernelSilence)
 	}
 }
 
@@ -342,13 +341,7 @@ func TestLateReadIsNotADeath(t *testing.T) {
 	// A client with a small receive buffer, which stops reading after
 	// CONNECTED.
 	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 2 * time.Second,
-		NetDial: func(network, addr string) (net.Conn, error) {
-			c, err := net.Dial(network, addr)
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetReadBuffer(4096)
-			}
-			return c, err
-		}}
+		NetDial: wstest.DialReadBuffer(4096)}
 	c, _, err := d.Dial(p.url("/ws"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -701,9 +701,13 @@ func (c *Conn) KernelSilence() (time.Duration, bool) {
 	if c.raw == nil {
 		return 0, false
 	}
+	return kernelSilence(c.raw)
+}
+
+func kernelSilence(rc syscall.RawConn) (time.Duration, bool) {
 	var ms uint32
 	var ok bool
-	err := c.raw.Control(func(fd uintptr) { ms, ok = lastDataRecv(fd) })
+	err := rc.Control(func(fd uintptr) { ms, ok = lastDataRecv(fd) })
 	return time.Duration(ms) * time.Millisecond, err == nil && ok
 }
 
@@ -720,12 +724,12 @@ func PeerSilence(nc net.Conn) (silence time.Duration, unread int, ok bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	var ms uint32
-	var okS, okQ bool
-	if err := rc.Control(func(fd uintptr) { ms, okS = lastDataRecv(fd); unread, okQ = inq(fd) }); err != nil {
+	silence, okS := kernelSilence(rc)
+	var okQ bool
+	if err := rc.Control(func(fd uintptr) { unread, okQ = inq(fd) }); err != nil {
 		return 0, 0, false
 	}
-	return time.Duration(ms) * time.Millisecond, unread, okS && okQ
+	return silence, unread, okS && okQ
 }
 
 // LastReadAt is when the last read returned bytes (a stamp; 0: never).

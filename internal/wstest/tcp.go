@@ -37,3 +37,16 @@ func TCPPair(tb testing.TB) (accepted, dialed *net.TCPConn) {
 	tb.Cleanup(func() { accepted.Close(); dialed.Close() })
 	return accepted, dialed
 }
+
+// DialReadBuffer is a net.Dial for websocket.Dialer.NetDial that gives
+// each TCP connection a receive buffer of n bytes: a client that then
+// stops reading fills it quickly, so the proxy's writes to it block.
+func DialReadBuffer(n int) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(n)
+		}
+		return c, err
+	}
+}
