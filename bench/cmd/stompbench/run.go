@@ -122,7 +122,7 @@ func runMain(args []string) int {
 	fs.StringVar(&inflight, "inflight", "1,4", "messages in flight per connection (a list: each is a workload)")
 	fs.IntVar(&f.idle, "idle", 9900, "idle STOMP sessions for the RSS measurement (0: skip)")
 	fs.DurationVar(&f.hold, "hold", 15*time.Second, "how long the idle sessions are held")
-	fs.StringVar(&targets, "targets", "direct,nginx,stompgate", "targets: direct, nginx, stompgate, and the experiments prototype, prototype-coalesce (bench/prototype)")
+	fs.StringVar(&targets, "targets", "direct,nginx,stompgate", "targets: direct, nginx, stompgate, and the experiments prototype, prototype-coalesce, tunnel-goroutine, tunnel-epoll (bench/prototype)")
 	fs.Float64Var(&f.stealMax, "steal-max", 0.02, "repeat a cell whose CPU steal exceeds this fraction")
 	fs.IntVar(&f.retries, "retries", 2, "repeats allowed per cell when it was disturbed (steal, other load)")
 	fs.Float64Var(&f.otherMax, "other-max", 0.10, "repeat a cell when other processes used more than this fraction of a pinned CPU")
@@ -586,7 +586,7 @@ func (r *runner) startTarget(name string) error {
 			env = append(env, "STOMPGATE_PPROF_ADDR="+r.pprof)
 		}
 		return r.serving(name, listen)(r.start("stompgate", r.f.proxyCPU, env, nil, r.sg))
-	case "prototype", "prototype-coalesce":
+	case "prototype", "prototype-coalesce", "tunnel-goroutine", "tunnel-epoll":
 		// bench/prototype: a bare gorilla proxy, to measure proposed design
 		// changes (see its package comment).
 		bin := filepath.Join(r.out, "protoproxy")
@@ -604,8 +604,11 @@ func (r *runner) startTarget(name string) error {
 		}
 		listen := "127.0.0.1:" + strconv.Itoa(port)
 		args := []string{"-listen", listen, "-upstream", "ws://" + r.echoAddr}
-		if name == "prototype-coalesce" {
+		switch name {
+		case "prototype-coalesce":
 			args = append(args, "-coalesce")
+		case "tunnel-goroutine", "tunnel-epoll":
+			args = append(args, "-tunnel", strings.TrimPrefix(name, "tunnel-"))
 		}
 		return r.serving(name, listen)(r.start(name, r.f.proxyCPU, baseEnv(), nil, bin, args...))
 	}

@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ func main() {
 	coalesce := flag.Bool("coalesce", false, "coalesce writes")
 	ret := flag.Bool("return", true, "the handler returns after the upgrade")
 	readBuf := flag.Int("read-buffer", 0, "read buffer bytes (0: as stompgate)")
+	tunnel := flag.String("tunnel", "", "forward bytes without reading them: goroutine (two per connection) or epoll (one loop); see bench/prototype/tunnel.go")
 	life := flag.Duration("max-lifetime", 15*time.Minute, "exit after this long")
 	flag.Parse()
 	u, err := url.Parse(*up)
@@ -26,6 +28,22 @@ func main() {
 		os.Exit(2)
 	}
 	time.AfterFunc(*life, func() { os.Exit(0) })
+	switch *tunnel {
+	case "":
+	case "goroutine":
+		ln, err := net.Listen("tcp", *listen)
+		if err == nil {
+			err = prototype.GoroutineTunnel(ln, u.Host)
+		}
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	case "epoll":
+		fmt.Fprintln(os.Stderr, prototype.EpollTunnel(*listen, u.Host))
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "protoproxy: -tunnel is goroutine or epoll")
+		os.Exit(2)
+	}
 	srv := &http.Server{Addr: *listen, Handler: &prototype.Proxy{Up: u, Coalesce: *coalesce, Return: *ret, ReadBuf: *readBuf}, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
 	os.Exit(1)
