@@ -114,6 +114,24 @@ func roundRatios(cells []cell, w workload) ratios {
 	return q
 }
 
+// ratioCell prints the median of per-round ratios and the rounds' own, in
+// round order: on a machine where a cell moves by a fifth from round to
+// round, a verdict near its threshold says little without them. A median
+// that would print as the threshold itself gets a third decimal, so that
+// "1.20×" never stands beside a missed 1.2 target.
+func ratioCell(v []float64, threshold float64) string {
+	m := median(v)
+	f := "%.2f×"
+	if fmt.Sprintf("%.2f", m) == fmt.Sprintf("%.2f", threshold) && m != threshold {
+		f = "%.3f×"
+	}
+	rounds := make([]string, len(v))
+	for i, x := range v {
+		rounds[i] = fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf(f, m) + " (" + strings.Join(rounds, ", ") + ")"
+}
+
 func report(f runFlags, m machineEnv, cells []cell, idles []idleResult, pump string, perfCells []cell) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -168,7 +186,7 @@ func report(f runFlags, m machineEnv, cells []cell, idles []idleResult, pump str
 		}
 	}
 	if slices.Contains(f.targets, "stompgate") && slices.Contains(f.targets, "nginx") {
-		p("\nstompgate ÷ nginx, the median of the per-round ratios (targets: CPU per message ≤ 1.2, p99 ≤ 1.2, throughput ≥ 1.0 where the proxy is the saturated side):\n\n")
+		p("\nstompgate ÷ nginx, the median of the per-round ratios, each round's in parentheses (targets: CPU per message ≤ 1.2, p99 ≤ 1.2, throughput ≥ 1.0 where the proxy is the saturated side):\n\n")
 		p("| body | conns × W | throughput | CPU per round trip | p99 latency | rounds proxy-saturated (stompgate / nginx) | verdict |\n")
 		p("|---|---|---:|---:|---:|---|---|\n")
 		for _, w := range works {
@@ -186,7 +204,8 @@ func report(f runFlags, m machineEnv, cells []cell, idles []idleResult, pump str
 			} else {
 				v = append(v, "throughput n/a (stompgate not saturated)")
 			}
-			p("| %s | %d × %d | %.2f× | %.2f× | %.2f× | %d/%d / %d/%d | %s |\n", sizeName(w.body), w.conns, w.inflight, rr, cr, pr, q.sgSat, len(q.rate), q.ngSat, len(q.rate), strings.Join(v, ", "))
+			p("| %s | %d × %d | %s | %s | %s | %d/%d / %d/%d | %s |\n", sizeName(w.body), w.conns, w.inflight,
+				ratioCell(q.rate, 1.0), ratioCell(q.cpu, 1.2), ratioCell(q.p99, 1.2), q.sgSat, len(q.rate), q.ngSat, len(q.rate), strings.Join(v, ", "))
 		}
 	}
 	if len(idles) > 0 {

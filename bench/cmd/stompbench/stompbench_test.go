@@ -106,3 +106,20 @@ func TestMedianAndThousands(t *testing.T) {
 		t.Fatal(thousands(1234567))
 	}
 }
+
+func TestRatioCell(t *testing.T) {
+	for _, c := range []struct {
+		v         []float64
+		threshold float64
+		want      string
+	}{
+		{[]float64{1.28, 1.029, 1.204}, 1.2, "1.204× (1.28, 1.03, 1.20)"}, // would print as 1.20× beside "missed"
+		{[]float64{1.10, 1.26, 1.26}, 1.2, "1.26× (1.10, 1.26, 1.26)"},
+		{[]float64{1.2, 1.2, 1.2}, 1.2, "1.20× (1.20, 1.20, 1.20)"},
+		{[]float64{0.998, 1.01, 0.99}, 1.0, "0.998× (1.00, 1.01, 0.99)"},
+	} {
+		if got := ratioCell(c.v, c.threshold); got != c.want {
+			t.Errorf("ratioCell(%v, %v) = %q, want %q", c.v, c.threshold, got, c.want)
+		}
+	}
+}
