@@ -588,7 +588,8 @@ func (r *runner) startTarget(name string) error {
 		return r.serving(name, listen)(r.start("stompgate", r.f.proxyCPU, env, nil, r.sg))
 	case "prototype", "prototype-coalesce", "tunnel-goroutine", "tunnel-epoll":
 		// bench/prototype: a bare gorilla proxy, to measure proposed design
-		// changes (see its package comment).
+		// changes (see its package comment), and the byte tunnels that are
+		// the floors of a Go proxy's cost (tunnel.go).
 		bin := filepath.Join(r.out, "protoproxy")
 		if _, err := os.Stat(bin); err != nil {
 			build := exec.Command("go", "build", "-o", bin, "./bench/prototype/cmd/protoproxy")
