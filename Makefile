@@ -70,7 +70,7 @@ deploy-check:
 soak:
 	$(GO) run ./bench/soak $(SOAK_FLAGS)
 
-# Proxy benchmark against nginx and no proxy (bench/cmd/stompbench): about 9
+# Proxy benchmark against nginx and no proxy (bench/cmd/stompbench): about 7
 # minutes on 2 CPUs, writes its tables into docs/performance.md. BENCH_QUICK=1
 # is a 1-minute development run that leaves the docs alone; BENCH_FLAGS passes
 # flags (go run ./bench/cmd/stompbench run -h).

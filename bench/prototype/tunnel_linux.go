@@ -44,7 +44,7 @@ func EpollTunnel(listen, upstream string) error {
 	if err != nil {
 		return fmt.Errorf("epoll_create1: %w", err)
 	}
-	l := &loop{ep: ep, lfd: lfd, up: uaddr}
+	l := &loop{ep: ep, lfd: lfd, up: uaddr, ends: map[int]*end{}}
 	if err := l.ctl(syscall.EPOLL_CTL_ADD, lfd, syscall.EPOLLIN); err != nil {
 		return err
 	}
@@ -66,8 +66,8 @@ type end struct {
 type loop struct {
 	ep, lfd int
 	up      syscall.Sockaddr
-	ends    map[int]*end
-	closing []*end
+	ends    map[int]*end // by descriptor
+	closing []*end       // killed in this batch, closed at its end
 }
 
 func (l *loop) ctl(op, fd int, events uint32) error {
@@ -79,7 +79,6 @@ func (l *loop) ctl(op, fd int, events uint32) error {
 }
 
 func (l *loop) run() {
-	l.ends = map[int]*end{}
 	events := make([]syscall.EpollEvent, 512)
 	for {
 		n, err := syscall.EpollWait(l.ep, events, -1)

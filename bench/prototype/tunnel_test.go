@@ -41,6 +41,7 @@ func roundTrip(t *testing.T, addr string, ended <-chan struct{}, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close() // also ends the writer below if the test fails early
 	want := make([]byte, n)
 	for i := range want {
 		want[i] = byte(i * 7)
@@ -58,7 +59,7 @@ func roundTrip(t *testing.T, addr string, ended <-chan struct{}, n int) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("bytes came back changed")
 	}
-	c.Close()
+	c.Close() // the client leaves
 	select {
 	case <-ended:
 	case <-time.After(10 * time.Second):
