@@ -55,13 +55,14 @@ type Config struct {
 	MaxHeaderBytes ByteSize `env:"MAX_HEADER_BYTES" envDefault:"64KiB" desc:"Largest STOMP header section (command line through the blank line)."`
 	MaxHeaders     int      `env:"MAX_HEADERS" envDefault:"100" desc:"Most header lines in one STOMP frame (RabbitMQ's limit is 100)."`
 
-	HeartbeatMode      keepalive.Mode `env:"HEARTBEAT_MODE" envDefault:"terminate" desc:"terminate: each hop gets its own heart-beat contract (heart-beat rewritten per hop, EOLs consumed and regenerated). passthrough: heart-beats pass end to end unchanged; stompgate only probes the client with pings and keeps intermediaries busy where the negotiated contract allows."`
-	UpstreamHeartbeat  HeartBeat      `env:"UPSTREAM_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECT it sends upstream (terminate mode): what it can send, what it wants to receive, in ms."`
-	ClientHeartbeat    HeartBeat      `env:"CLIENT_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECTED it sends the client (terminate mode), in ms."`
-	HeartbeatTolerance float64        `env:"HEARTBEAT_TOLERANCE" envDefault:"3" desc:"The broker is declared dead after its negotiated heart-beat period times this factor without data (Spring uses 3)."`
-	PongTimeout        time.Duration  `env:"PONG_TIMEOUT" envDefault:"10s" desc:"A client probed with a WebSocket ping is declared dead if nothing (data or pong) arrives within this time."`
-	ClientPingInterval time.Duration  `env:"CLIENT_PING_INTERVAL" envDefault:"0s" desc:"Ping interval for clients without heart-beats (0,0, STOMP 1.0, not yet CONNECTED); 0s means 40% of STOMPGATE_IDLE_TIMEOUT, at most 25s."`
-	IdleTimeout        time.Duration  `env:"IDLE_TIMEOUT" envDefault:"60s" desc:"Smallest idle timeout of anything between client and broker (nginx proxy_read_timeout, Kong, ALB). Each hop carries bytes at least every 40% of it."`
+	HeartbeatMode        keepalive.Mode `env:"HEARTBEAT_MODE" envDefault:"terminate" desc:"terminate: each hop gets its own heart-beat contract (heart-beat rewritten per hop, EOLs consumed and regenerated). passthrough: heart-beats pass end to end unchanged; stompgate only probes the client with pings and keeps intermediaries busy where the negotiated contract allows."`
+	UpstreamHeartbeat    HeartBeat      `env:"UPSTREAM_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECT it sends upstream (terminate mode): what it can send, what it wants to receive, in ms."`
+	ClientHeartbeat      HeartBeat      `env:"CLIENT_HEARTBEAT" envDefault:"10000,10000" desc:"heart-beat stompgate puts in the CONNECTED it sends the client (terminate mode), in ms."`
+	HeartbeatTolerance   float64        `env:"HEARTBEAT_TOLERANCE" envDefault:"3" desc:"The broker is declared dead after its negotiated heart-beat period times this factor without data (Spring uses 3)."`
+	PongTimeout          time.Duration  `env:"PONG_TIMEOUT" envDefault:"10s" desc:"A client probed with a WebSocket ping is declared dead if nothing (data or pong) arrives within this time."`
+	ClientPingInterval   time.Duration  `env:"CLIENT_PING_INTERVAL" envDefault:"0s" desc:"Ping interval for clients without heart-beats (0,0, STOMP 1.0, not yet CONNECTED); 0s means 40% of STOMPGATE_IDLE_TIMEOUT, at most 25s."`
+	UpstreamPingInterval time.Duration  `env:"UPSTREAM_PING_INTERVAL" envDefault:"10s" desc:"When nothing else proves the upstream alive (no STOMP heart-beats on that hop: heart-beat 0,0 from the broker, passthrough mode, not STOMP, or not yet CONNECTED), a WebSocket ping goes upstream after this much silence; no pong, byte or progress of stompgate's writes within STOMPGATE_PONG_TIMEOUT declares the upstream dead (STOMP client: ERROR and 1011; others: 1011). 0s disables."`
+	IdleTimeout          time.Duration  `env:"IDLE_TIMEOUT" envDefault:"60s" desc:"Smallest idle timeout of anything between client and broker (nginx proxy_read_timeout, Kong, ALB). Each hop carries bytes at least every 40% of it."`
 
 	MaxClientMessageBytes   ByteSize   `env:"MAX_CLIENT_MESSAGE_BYTES" envDefault:"0" desc:"Largest WebSocket message accepted from the client; 0 means STOMPGATE_MAX_MESSAGE_BYTES. Spring's own STOMP limit is 64 KiB."`
 	MaxUpstreamMessageBytes ByteSize   `env:"MAX_UPSTREAM_MESSAGE_BYTES" envDefault:"0" desc:"Largest WebSocket message accepted from the broker; 0 means STOMPGATE_MAX_MESSAGE_BYTES."`
@@ -164,6 +165,9 @@ func (c *Config) Validate() error {
 	positive("WRITE_TIMEOUT", c.WriteTimeout)
 	positive("PONG_TIMEOUT", c.PongTimeout)
 	positive("IDLE_TIMEOUT", c.IdleTimeout)
+	if c.UpstreamPingInterval < 0 || (c.UpstreamPingInterval > 0 && c.UpstreamPingInterval < keepalive.MinInterval) {
+		bad("UPSTREAM_PING_INTERVAL", "must be 0 (off) or at least %s, got %s", keepalive.MinInterval, c.UpstreamPingInterval)
+	}
 	if c.ClientPingInterval < 0 {
 		bad("CLIENT_PING_INTERVAL", "must not be negative, got %s", c.ClientPingInterval)
 	}

@@ -124,6 +124,14 @@ type Config struct {
 	// CONNECTED) is pinged after this much silence.
 	ClientPingInterval time.Duration
 
+	// UpstreamPingInterval: when no STOMP heart-beat deadline watches the
+	// broker (it sends none, passthrough mode, not yet CONNECTED), the
+	// broker is pinged after this much silence, and declared dead when
+	// nothing (a pong, any byte, progress of a blocked write) follows
+	// within PongTimeout. Zero disables it: the engine has no default here,
+	// the configuration does (10 s).
+	UpstreamPingInterval time.Duration
+
 	// IdleTimeout (default 60 s): the smallest idle timeout of the
 	// intermediaries on either hop. Each hop carries bytes at least every
 	// IdleFraction (40%) of it. A negative value disables idle coverage
@@ -177,6 +185,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientPingInterval < 0 || (c.ClientPingInterval > 0 && c.ClientPingInterval < MinInterval) {
 		errs = append(errs, fmt.Errorf("keepalive: ClientPingInterval %v must be ≥ %v", c.ClientPingInterval, MinInterval))
+	}
+	if c.UpstreamPingInterval < 0 || (c.UpstreamPingInterval > 0 && c.UpstreamPingInterval < MinInterval) {
+		errs = append(errs, fmt.Errorf("keepalive: UpstreamPingInterval %v must be 0 or ≥ %v", c.UpstreamPingInterval, MinInterval))
 	}
 	if c.IdleTimeout > 0 && c.IdleTimeout < MinInterval {
 		errs = append(errs, fmt.Errorf("keepalive: IdleTimeout %v must be ≥ %v (or negative to disable)", c.IdleTimeout, MinInterval))

@@ -176,11 +176,12 @@ func proxyOptions(cfg config.Config, log *zap.Logger, m *metrics.Metrics) (proxy
 			UpstreamHeartBeat: cfg.UpstreamHeartbeat.HeartBeat,
 			ClientHeartBeat:   cfg.ClientHeartbeat.HeartBeat,
 			Keepalive: keepalive.Config{
-				Tolerance:          cfg.HeartbeatTolerance,
-				PongTimeout:        cfg.PongTimeout,
-				ClientPingInterval: cfg.ClientPingInterval,
-				IdleTimeout:        cfg.IdleTimeout,
-				Mode:               cfg.HeartbeatMode,
+				Tolerance:            cfg.HeartbeatTolerance,
+				PongTimeout:          cfg.PongTimeout,
+				ClientPingInterval:   cfg.ClientPingInterval,
+				UpstreamPingInterval: cfg.UpstreamPingInterval,
+				IdleTimeout:          cfg.IdleTimeout,
+				Mode:                 cfg.HeartbeatMode,
 			},
 		},
 	}, nil
