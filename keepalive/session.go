@@ -27,6 +27,14 @@ type Activity struct {
 	// UpstreamWrite is the last time data was written upstream (forwarded
 	// client frames and EOLs alike; scenario 23).
 	UpstreamWrite time.Time
+	// UpstreamPingSent is the last time a WebSocket ping was written to
+	// the broker.
+	UpstreamPingSent time.Time
+	// UpstreamProgress is the last time a write to the broker that had
+	// found its socket full moved on: the broker is reading what it was
+	// sent, so it is alive even if a pong queued behind that data cannot
+	// come yet.
+	UpstreamProgress time.Time
 
 	// UpstreamHeard and ClientHeard, if set, report how long ago that
 	// peer's latest bytes reached this host, as far as the proxy can tell
@@ -64,6 +72,7 @@ type Session struct {
 	tolerance   float64
 	pongTimeout time.Duration
 	pingEvery   time.Duration // ClientPingInterval
+	upPingEvery time.Duration // UpstreamPingInterval; 0: never
 	idleEvery   time.Duration // IdleFraction × IdleTimeout, or forever
 	mode        Mode
 
@@ -71,6 +80,7 @@ type Session struct {
 	fwdV, upV, downV Version
 	disconnecting    bool // client DISCONNECT forwarded upstream
 	closed           bool
+	opaque           bool // not STOMP: only the broker is watched, by pings
 	up, down         Periods
 	fwdAt            time.Duration // CONNECT forwarded upstream
 	upAt             time.Duration // upstream CONNECTED received
@@ -82,6 +92,8 @@ type Session struct {
 	// read was requested (or sent); never if none is outstanding. The pong
 	// deadline runs from it, so later pings cannot push it back.
 	pingPending time.Duration
+	// The same for pings to the broker.
+	upPingReq, upPingPending time.Duration
 
 	// Verdict, once a peer is dead.
 	hop                     Hop
@@ -102,19 +114,22 @@ func NewSession(cfg Config, start time.Time) *Session {
 func (s *Session) Init(cfg Config, start time.Time) {
 	c := cfg.WithDefaults()
 	*s = Session{
-		start:       start,
-		tolerance:   c.Tolerance,
-		pongTimeout: c.PongTimeout,
-		pingEvery:   c.ClientPingInterval,
-		idleEvery:   c.idleInterval(),
-		mode:        c.Mode,
-		fwdAt:       never,
-		upAt:        never,
-		downAt:      never,
-		upEOL:       never,
-		clientEOL:   never,
-		pingReq:     never,
-		pingPending: never,
+		start:         start,
+		tolerance:     c.Tolerance,
+		pongTimeout:   c.PongTimeout,
+		pingEvery:     c.ClientPingInterval,
+		upPingEvery:   c.UpstreamPingInterval,
+		idleEvery:     c.idleInterval(),
+		mode:          c.Mode,
+		fwdAt:         never,
+		upAt:          never,
+		downAt:        never,
+		upEOL:         never,
+		clientEOL:     never,
+		pingReq:       never,
+		pingPending:   never,
+		upPingReq:     never,
+		upPingPending: never,
 	}
 }
 
@@ -157,6 +172,19 @@ func (s *Session) ClientConnected(now time.Time, v Version, down Periods) {
 // deadline continue until Close.
 func (s *Session) DisconnectForwarded() { s.disconnecting = true }
 
+// NotSTOMP records that the session turned out not to carry STOMP: from
+// now on the engine only pings the broker (when UpstreamPingInterval is
+// set) and judges it by its answers; it no longer probes the client nor
+// emits EOLs.
+func (s *Session) NotSTOMP() { s.opaque, s.pingPending = true, never }
+
+// Watching reports whether Tick can still ask for anything: false once the
+// session is closed, a peer is dead, or it is not STOMP and the broker is
+// not pinged.
+func (s *Session) Watching() bool {
+	return !s.closed && s.hop == HopNone && (!s.opaque || s.upPingEvery > 0)
+}
+
 // Close ends the session: every later Tick returns no action and no wake-up.
 func (s *Session) Close() { s.closed = true }
 
@@ -182,6 +210,7 @@ type view struct {
 	cAny   time.Duration // last byte of any kind to the client (≥ start)
 	uRead  time.Duration // last byte from the broker (≥ CONNECTED)
 	uWrite time.Duration // last data written upstream (≥ CONNECT forwarded)
+	uLife  time.Duration // last proof the broker lives: a read or write progress (≥ start)
 }
 
 // Tick evaluates the session at now, given the proxy's activity snapshot. It
@@ -203,6 +232,13 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	v.cAny = max(v.cData, s.off(a.PingSent), s.pingReq, 0)
 	v.uRead = max(s.off(a.UpstreamRead), s.upAt)
 	v.uWrite = max(s.off(a.UpstreamWrite), s.upEOL, s.fwdAt)
+	v.uLife = max(s.off(a.UpstreamRead), s.off(a.UpstreamProgress), 0)
+	if s.upPingPending != never && v.uLife > s.upPingPending {
+		s.upPingPending = never
+	}
+	if ps := s.off(a.UpstreamPingSent); s.upPingPending == never && ps > v.uLife {
+		s.upPingPending = ps
+	}
 
 	// Any client byte after the outstanding ping answers it (R2). A ping
 	// the proxy sent after the last read is outstanding too.
@@ -227,6 +263,15 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 			}
 		}
 	}
+	pd := s.upstreamPongDeadline()
+	if pd <= v.n && a.UpstreamHeard != nil {
+		// Bytes that arrived after the ping answer it, read or not.
+		if ago, ok := a.UpstreamHeard(); ok && v.n-ago > s.upPingPending+arrivalSlack {
+			s.upPingPending, v.uLife = never, max(v.uLife, v.n-ago)
+			pd = s.upstreamPongDeadline()
+			act |= UpstreamLateRead
+		}
+	}
 	if cd <= v.n && a.ClientHeard != nil {
 		// Bytes after the outstanding ping answer it (as above).
 		if ago, ok := a.ClientHeard(); ok && v.n-ago > s.pingPending+arrivalSlack {
@@ -235,14 +280,33 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 			act |= ClientLateRead
 		}
 	}
-	if cd <= v.n || ud <= v.n {
+	if cd <= v.n || ud <= v.n || pd <= v.n {
 		s.deadAt = v.n
-		if cd <= ud {
+		switch {
+		case cd <= ud && cd <= pd:
 			s.hop, s.cause, s.dline, s.silenced = HopClient, CausePongTimeout, s.pongTimeout, v.n-v.cRead
 			return act | ClientDead, time.Time{}
+		case ud <= pd:
+			s.hop, s.cause, s.dline, s.silenced = HopUpstream, CauseHeartbeatTimeout, udLen, v.n-v.uRead
+		default:
+			s.hop, s.cause, s.dline, s.silenced = HopUpstream, CausePongTimeout, s.pongTimeout, v.n-v.uLife
 		}
-		s.hop, s.cause, s.dline, s.silenced = HopUpstream, CauseHeartbeatTimeout, udLen, v.n-v.uRead
 		return act | UpstreamDead, time.Time{}
+	}
+
+	if s.upstreamProbeDue(&v) <= v.n {
+		act |= PingUpstream
+		s.upPingReq = v.n
+		if s.upPingPending == never {
+			s.upPingPending = v.n
+		}
+	}
+	if s.opaque {
+		next := min(s.upstreamPongDeadline(), s.upstreamProbeDue(&v))
+		if next == forever {
+			return act, time.Time{}
+		}
+		return act, s.start.Add(max(next, v.n+MinInterval/10))
 	}
 
 	if s.probeDue(&v) <= v.n {
@@ -281,7 +345,7 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 		s.upEOL, v.uWrite = v.n, v.n
 	}
 
-	next := min(s.clientDeadline(), ud, s.probeDue(&v), s.toClientDue(&v), s.upstreamEOLDue(&v))
+	next := min(s.clientDeadline(), ud, s.probeDue(&v), s.toClientDue(&v), s.upstreamEOLDue(&v), s.upstreamPongDeadline(), s.upstreamProbeDue(&v))
 	if next == forever {
 		return act, time.Time{}
 	}
@@ -325,6 +389,32 @@ func (s *Session) upstreamDeadline(v *view) (due, length time.Duration) {
 	}
 	length = scale(s.up.Recv, s.tolerance)
 	return add(v.uRead, length), length
+}
+
+// upstreamPongDeadline: an outstanding upstream ping must be answered
+// within PongTimeout by any byte from the broker or progress of a blocked
+// write to it.
+func (s *Session) upstreamPongDeadline() time.Duration {
+	if s.upPingPending == never {
+		return forever
+	}
+	return add(s.upPingPending, s.pongTimeout)
+}
+
+// upstreamProbeDue: when the broker must be pinged. Only when no STOMP
+// heart-beat deadline watches it (the broker sends none, passthrough
+// mode, not yet CONNECTED, not STOMP) and after UpstreamPingInterval
+// without a sign of life. No second ping while one is outstanding.
+func (s *Session) upstreamProbeDue(v *view) time.Duration {
+	if s.upPingEvery <= 0 || s.upPingPending != never {
+		return forever
+	}
+	if !s.opaque {
+		if ud, _ := s.upstreamDeadline(v); ud != forever {
+			return forever
+		}
+	}
+	return add(max(v.uLife, s.upPingReq), s.upPingEvery)
 }
 
 // probeDue: when the client must be probed with a ping. A client that

@@ -746,3 +746,107 @@ func TestEOLsShareWakeUps(t *testing.T) {
 		t.Fatalf("upstream EOL spacing %v, want at most Tcs_up/2", g)
 	}
 }
+
+// TestUpstreamPing: a broker no heart-beat deadline watches (it answered
+// 0,0) is pinged after UpstreamPingInterval of silence and declared dead
+// when nothing (a byte read, progress of a blocked write) follows within
+// PongTimeout; a pong, a read or write progress answers the ping.
+func TestUpstreamPing(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	cfg := Config{UpstreamPingInterval: 2 * s1, PongTimeout: 1 * s1, IdleTimeout: -1, ClientPingInterval: time.Hour}
+	start := func() *Session {
+		s := NewSession(cfg, t0)
+		s.ConnectForwarded(t0, V12)
+		s.UpstreamConnected(t0, V12, Periods{})
+		s.ClientConnected(t0, V12, Periods{})
+		return s
+	}
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	t.Run("silent broker dies", func(t *testing.T) {
+		s := start()
+		a := Activity{ClientRead: t0, UpstreamRead: t0}
+		acts, next := s.Tick(at(s1), a)
+		if acts.Has(PingUpstream) || !next.Equal(at(2*s1)) {
+			t.Fatalf("1s: %v next %v, want no ping and a wake-up at 2s", acts, next.Sub(t0))
+		}
+		acts, next = s.Tick(at(2*s1), a)
+		if !acts.Has(PingUpstream) || !next.Equal(at(3*s1)) {
+			t.Fatalf("2s: %v next %v, want PingUpstream and the pong deadline at 3s", acts, next.Sub(t0))
+		}
+		a.UpstreamPingSent = at(2 * s1)
+		if acts, _ = s.Tick(at(2500*ms), a); acts != 0 {
+			t.Fatalf("2.5s: %v, want nothing (one ping outstanding)", acts)
+		}
+		acts, _ = s.Tick(at(3*s1), a)
+		v := s.Verdict()
+		if !acts.Has(UpstreamDead) || v.Hop != HopUpstream || v.Cause != CausePongTimeout || v.Deadline != s1 {
+			t.Fatalf("3s: %v verdict %v, want UpstreamDead by pong timeout after 1s", acts, v)
+		}
+	})
+	for _, answer := range []struct {
+		name string
+		set  func(a *Activity, t time.Time)
+	}{
+		{"pong read", func(a *Activity, t time.Time) { a.UpstreamRead = t }},
+		{"blocked write moved on", func(a *Activity, t time.Time) { a.UpstreamProgress = t }},
+	} {
+		t.Run(answer.name+" answers", func(t *testing.T) {
+			s := start()
+			a := Activity{ClientRead: t0, UpstreamRead: t0}
+			s.Tick(at(2*s1), a)
+			a.UpstreamPingSent = at(2 * s1)
+			answer.set(&a, at(2200*ms))
+			acts, next := s.Tick(at(3*s1), a)
+			if acts != 0 || s.Verdict().Dead() {
+				t.Fatalf("3s: %v, verdict %v: want alive", acts, s.Verdict())
+			}
+			if !next.Equal(at(4200 * ms)) {
+				t.Fatalf("next wake-up %v, want 4.2s (interval after the answer)", next.Sub(t0))
+			}
+		})
+	}
+	t.Run("unread bytes answer", func(t *testing.T) {
+		s := start()
+		a := Activity{ClientRead: t0, UpstreamRead: t0, UpstreamHeard: func() (time.Duration, bool) { return 100 * ms, true }}
+		s.Tick(at(2*s1), a)
+		a.UpstreamPingSent = at(2 * s1)
+		acts, _ := s.Tick(at(3*s1), a)
+		if !acts.Has(UpstreamLateRead) || s.Verdict().Dead() {
+			t.Fatalf("%v verdict %v: want a late read, alive", acts, s.Verdict())
+		}
+	})
+	t.Run("heart-beats watch the broker: no ping", func(t *testing.T) {
+		s := NewSession(cfg, t0)
+		s.ConnectForwarded(t0, V12)
+		s.UpstreamConnected(t0, V12, Periods{Send: 10 * s1, Recv: 10 * s1})
+		for d := s1; d < 25*s1; d += s1 {
+			if acts, _ := s.Tick(at(d), Activity{ClientRead: at(d), UpstreamRead: at(d)}); acts.Has(PingUpstream) {
+				t.Fatalf("%v: pinged a broker whose heart-beats are watched", d)
+			}
+		}
+	})
+	t.Run("not STOMP: only the broker is watched", func(t *testing.T) {
+		s := NewSession(cfg, t0)
+		s.NotSTOMP()
+		acts, next := s.Tick(at(2*s1), Activity{UpstreamRead: t0})
+		if acts != PingUpstream || !next.Equal(at(3*s1)) {
+			t.Fatalf("%v next %v, want only PingUpstream, then the pong deadline", acts, next.Sub(t0))
+		}
+		off := NewSession(Config{}, t0)
+		off.NotSTOMP()
+		if off.Watching() {
+			t.Fatal("a session that is not STOMP and pings nothing still watches")
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		c := cfg
+		c.UpstreamPingInterval = 0
+		s := NewSession(c, t0)
+		s.ConnectForwarded(t0, V12)
+		s.UpstreamConnected(t0, V12, Periods{})
+		if acts, _ := s.Tick(at(time.Minute), Activity{ClientRead: at(time.Minute), UpstreamRead: t0}); acts.Has(PingUpstream) {
+			t.Fatal("pinged with UpstreamPingInterval 0")
+		}
+	})
+}

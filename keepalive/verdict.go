@@ -33,6 +33,9 @@ const (
 	// and the peer lives on.
 	UpstreamLateRead
 	ClientLateRead
+	// PingUpstream: send a WebSocket Ping to the broker (no STOMP
+	// heart-beat deadline watches it; Config.UpstreamPingInterval).
+	PingUpstream
 )
 
 // Has reports whether all of b are in a.
@@ -43,7 +46,7 @@ func (a Actions) String() string {
 	if a == 0 {
 		return "none"
 	}
-	names := [...]string{"SendUpstreamEOL", "SendClientEOL", "PingClient", "ClientDead", "UpstreamDead", "UpstreamLateRead", "ClientLateRead"}
+	names := [...]string{"SendUpstreamEOL", "SendClientEOL", "PingClient", "ClientDead", "UpstreamDead", "UpstreamLateRead", "ClientLateRead", "PingUpstream"}
 	var b strings.Builder
 	for i, n := range names {
 		if a&(1<<i) != 0 {
