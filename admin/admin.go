@@ -4,7 +4,7 @@
 //
 //	GET  /livez           200 while the process serves HTTP; no dependencies
 //	GET  /readyz          200, or 503 while draining (or while the upstream
-//	                      cannot be dialled, when that check is on)
+//	                      does not answer HTTP, when that check is on)
 //	GET  /metrics         Prometheus metrics
 //	POST /drain           start the graceful drain (202); for a preStop hook
 //	GET  /debug/sessions  open sessions and their heart-beat contracts, JSON
@@ -12,10 +12,14 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"sync"
 	"time"
 
@@ -31,7 +35,8 @@ type Options struct {
 	// Draining reports whether a drain has started; /readyz fails then.
 	Draining func() bool
 	// CheckUpstream, when set, is called by /readyz (its result cached for
-	// a second) and a non-nil error fails readiness.
+	// a second) and a non-nil error fails readiness. It must bound its own
+	// duration (UpstreamCheck does): probes wait for it.
 	CheckUpstream func(context.Context) error
 	// Drain starts the graceful drain; it must return at once and be safe
 	// to call more than once.
@@ -115,16 +120,58 @@ func PprofHandler() http.Handler {
 	return mux
 }
 
-// DialCheck returns an upstream check that opens (and closes) a TCP
-// connection to hostport within timeout.
-func DialCheck(hostport string, timeout time.Duration) func(context.Context) error {
+// UpstreamCheck returns an upstream check that sends one HTTP GET to the
+// upstream's WebSocket URL (ws becomes http, wss https; without user
+// information or query, so no credential is sent, logged or shown) and
+// passes on any HTTP answer, whatever its status: a 400 or a 404 proves
+// that the broker's process accepts, reads and answers, which is what a
+// handshake needs. A TCP connect alone proves none of it: the kernel
+// completes connects into the listen backlog of a stopped (SIGSTOP) or
+// wedged process, whose handshakes then wait for UPSTREAM_DIAL_TIMEOUT.
+// A plain GET rather than a WebSocket handshake, so that no probe opens a
+// session at the broker. Connect, TLS and the response's header must all
+// arrive within timeout.
+func UpstreamCheck(upstream *url.URL, tlsConfig *tls.Config, timeout time.Duration) func(context.Context) error {
+	target := *upstream
+	target.User = nil
+	target.RawQuery, target.ForceQuery, target.Fragment, target.RawFragment = "", false, "", ""
+	switch target.Scheme {
+	case "wss":
+		target.Scheme = "https"
+	case "ws":
+		target.Scheme = "http"
+	}
+	if target.Path == "" {
+		target.Path = "/"
+	}
+	where := target.String()
+	client := &http.Client{
+		Transport: &http.Transport{
+			Proxy:             nil, // the same direct path as the proxy's dials
+			DialContext:       (&net.Dialer{Timeout: timeout}).DialContext,
+			TLSClientConfig:   tlsConfig,
+			DisableKeepAlives: true, // one connection per check, closed after it
+		},
+		// A redirect is an answer too.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return func(ctx context.Context) error {
-		d := net.Dialer{Timeout: timeout}
-		c, err := d.DialContext(ctx, "tcp", hostport)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
 		if err != nil {
 			return err
 		}
-		return c.Close()
+		req.Header.Set("User-Agent", "stompgate-readyz")
+		resp, err := client.Do(req)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("no HTTP answer from %s within %s", where, timeout)
+			}
+			return err
+		}
+		// The status line is the answer; the body is not needed.
+		return resp.Body.Close()
 	}
 }
 
@@ -136,7 +183,9 @@ func text(w http.ResponseWriter, status int, msg string) {
 }
 
 // cachedCheck runs fn at most once per ttl, so a probe storm cannot turn
-// into a dial storm against the upstream.
+// into a request storm against the upstream. fn bounds its own duration:
+// capping it at ttl here would override its deadline (UpstreamCheck's is
+// chosen by serve).
 type cachedCheck struct {
 	fn  func(context.Context) error
 	ttl time.Duration
@@ -152,8 +201,6 @@ func (c *cachedCheck) run(ctx context.Context) error {
 	if !c.at.IsZero() && time.Since(c.at) < c.ttl {
 		return c.last
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.ttl)
-	defer cancel()
 	c.last = c.fn(ctx)
 	c.at = time.Now()
 	return c.last

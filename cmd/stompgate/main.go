@@ -187,6 +187,12 @@ func proxyOptions(cfg config.Config, log *zap.Logger, m *metrics.Metrics) (proxy
 	}, nil
 }
 
+// readyCheckTimeout caps the readiness check's wait for the upstream's
+// answer (STOMPGATE_READY_CHECKS_UPSTREAM): a frozen broker fails /readyz
+// within it (plus at most the second a previous result stays cached),
+// while a broker slow for a moment still passes.
+const readyCheckTimeout = 2 * time.Second
+
 // extras are what the demo adds to a normal run.
 type extras struct {
 	adminAllowOrigin string            // CORS origin for /debug/sessions
@@ -247,7 +253,7 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 
 	var check func(context.Context) error
 	if cfg.ReadyChecksUpstream {
-		check = admin.DialCheck(upstreamHostPort(cfg), cfg.UpstreamDialTimeout)
+		check = admin.UpstreamCheck(cfg.UpstreamURL.URL, opts.TLSClientConfig, min(cfg.UpstreamDialTimeout, readyCheckTimeout))
 	}
 	adminSrv := &http.Server{
 		Handler: admin.Handler(admin.Options{
@@ -335,18 +341,6 @@ func serveErr(name string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s server: %w", name, err)
-}
-
-// upstreamHostPort is the upstream's TCP address, for the readiness dial.
-func upstreamHostPort(cfg config.Config) string {
-	u := cfg.UpstreamURL.URL
-	if u.Port() != "" {
-		return u.Host
-	}
-	if u.Scheme == "wss" {
-		return net.JoinHostPort(u.Hostname(), "443")
-	}
-	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 func goVersion() string {

@@ -1,0 +1,236 @@
+package main
+
+// Tests that run stompgate as a real process: the test binary re-executes
+// itself with STOMPGATE_TEST_HELPER set, and then runs main's run (the
+// whole serve path, configured by the environment, with real signals), or
+// a small upstream HTTP server that a test can freeze with SIGSTOP.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const helperEnv = "STOMPGATE_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "stompgate":
+		os.Exit(run(nil, os.Stdout, os.Stderr))
+	case "upstream":
+		os.Exit(helperUpstream())
+	}
+	os.Exit(m.Run())
+}
+
+// helperUpstream serves HTTP on 127.0.0.1 and prints its address: every
+// request gets 400, as a WebSocket endpoint answers a plain GET.
+func helperUpstream() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(ln.Addr().String())
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "Can \"Upgrade\" only to \"WebSocket\".", http.StatusBadRequest)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	_ = srv.Serve(ln)
+	return 0
+}
+
+// proc is a helper process started by the test.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *lockedBuf // stdout and stderr
+	exited chan struct{}
+	err    error // set when exited is closed
+}
+
+// startProc re-executes the test binary as a helper; the process is
+// killed at the end of the test if it still runs.
+func startProc(t *testing.T, mode string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append([]string{helperEnv + "=" + mode, "PATH=" + os.Getenv("PATH")}, env...)
+	p := &proc{cmd: cmd, out: &lockedBuf{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill() // also ends a stopped process
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("%s process output:\n%s", mode, p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(t *testing.T, s syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(s); err != nil {
+		t.Fatalf("signal %v: %v", s, err)
+	}
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitExit waits for the process to exit and returns its exit status.
+func (p *proc) waitExit(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("still running after %v", within)
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+// startStompgate runs stompgate with the given STOMPGATE_* settings (plus
+// a quick close timeout unless set) and waits until its admin server
+// answers.
+func startStompgate(t *testing.T, adminAddr string, env ...string) *proc {
+	t.Helper()
+	p := startProc(t, "stompgate", append([]string{"STOMPGATE_ADMIN_ADDR=" + adminAddr}, env...)...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := httpGet("http://" + adminAddr + "/livez"); code == http.StatusOK {
+			return p
+		}
+		if !p.running() || time.Now().After(deadline) {
+			t.Fatalf("stompgate did not serve its admin API on %s:\n%s", adminAddr, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpGet returns the status and body of a GET, or 0 and the error.
+func httpGet(url string) (int, string) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// pollUntil polls cond every 20ms until it holds, for at most within, and
+// returns how long that took; it fails the test when cond never held.
+func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// With STOMPGATE_READY_CHECKS_UPSTREAM=true, /readyz proves that the
+// upstream answers: a real upstream process frozen with SIGSTOP, whose
+// kernel still completes TCP connects, turns /readyz 503 within the
+// check's 2s deadline plus the 1s cache; after SIGCONT it turns 200 again.
+func TestReadyzFailsWhileUpstreamIsFrozen(t *testing.T) {
+	up := startProc(t, "upstream")
+	pollUntil(t, 10*time.Second, "the upstream's address", func() bool { return strings.Contains(up.out.String(), "\n") })
+	upAddr, _, _ := strings.Cut(up.out.String(), "\n")
+	adminAddr := freeAddr(t)
+	startStompgate(t, adminAddr,
+		"STOMPGATE_UPSTREAM_URL=ws://"+upAddr+"/ws",
+		"STOMPGATE_LISTEN_ADDR="+freeAddr(t),
+		"STOMPGATE_READY_CHECKS_UPSTREAM=true",
+	)
+	readyz := func() (int, string) { return httpGet("http://" + adminAddr + "/readyz") }
+	pollUntil(t, 5*time.Second, "/readyz 200 with the upstream answering", func() bool { code, _ := readyz(); return code == http.StatusOK })
+
+	up.signal(t, syscall.SIGSTOP)
+	frozen := time.Now()
+	// What a TCP connect check saw: success.
+	c, err := net.DialTimeout("tcp", upAddr, time.Second)
+	if err != nil {
+		t.Fatalf("TCP connect to the frozen upstream: %v (the test would not show the fault)", err)
+	}
+	c.Close()
+	var body string
+	took := pollUntil(t, 5*time.Second, "/readyz 503 with the upstream frozen", func() bool {
+		var code int
+		code, body = readyz()
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, "no HTTP answer") {
+		t.Errorf("/readyz body %q", body)
+	}
+	if took > 4*time.Second {
+		t.Errorf("/readyz turned 503 %v after the freeze, want about 3s (2s deadline + 1s cache)", took)
+	}
+	t.Logf("upstream frozen: /readyz 503 after %v: %s", took.Round(time.Millisecond), strings.TrimSpace(body))
+
+	up.signal(t, syscall.SIGCONT)
+	took = pollUntil(t, 5*time.Second, "/readyz 200 after SIGCONT", func() bool { code, _ := readyz(); return code == http.StatusOK })
+	t.Logf("upstream thawed: /readyz 200 after %v (frozen for %v)", took.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond))
+}
