@@ -39,7 +39,8 @@ const ExitConfig = 78
 // Config is stompgate's whole configuration. Field order is the order of the
 // -h output and of docs/configuration.md.
 type Config struct {
-	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8090" desc:"Address the client-facing WebSocket/HTTP listener binds to."`
+	ListenAddr            string   `env:"LISTEN_ADDR" envDefault:":8090" desc:"Address the client-facing WebSocket/HTTP listener binds to."`
+	MaxRequestHeaderBytes ByteSize `env:"MAX_REQUEST_HEADER_BYTES" envDefault:"64KiB" desc:"Largest HTTP request header section (request line and headers) accepted on the client listener; a larger one gets 431 and nothing reaches the upstream (Go's http.Server allows 4 KiB of slack beyond it). At least 4KiB."`
 
 	UpstreamURL         URL           `env:"UPSTREAM_URL,required" desc:"Base URL of the broker's WebSocket endpoint (ws:// or wss://). The client's request path and query are joined under its path, like httputil.NewSingleHostReverseProxy. Required."`
 	UpstreamDialTimeout time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"10s" desc:"Time allowed for TCP connect, TLS and the WebSocket upgrade to the upstream; past it the client gets 504."`
@@ -173,6 +174,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatTolerance < 1 {
 		bad("HEARTBEAT_TOLERANCE", "must be at least 1, got %v", c.HeartbeatTolerance)
+	}
+	if c.MaxRequestHeaderBytes < 4<<10 {
+		bad("MAX_REQUEST_HEADER_BYTES", "must be at least 4KiB, got %d", c.MaxRequestHeaderBytes)
 	}
 	if c.MaxHeaders < 1 {
 		bad("MAX_HEADERS", "must be at least 1, got %d", c.MaxHeaders)

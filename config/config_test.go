@@ -175,3 +175,23 @@ func TestOperationsValidation(t *testing.T) {
 		t.Errorf("message limits %d, %d", c, u)
 	}
 }
+
+// The client listener's header limit defaults to 64 KiB (Go's own default
+// is 1 MiB, all of it forwarded upstream) and cannot be set below 4 KiB.
+func TestMaxRequestHeaderBytes(t *testing.T) {
+	cfg, err := Load([]string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:15674/ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxRequestHeaderBytes != 64<<10 {
+		t.Errorf("default MaxRequestHeaderBytes = %d, want 65536", cfg.MaxRequestHeaderBytes)
+	}
+	cfg, err = Load([]string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:15674/ws", "STOMPGATE_MAX_REQUEST_HEADER_BYTES=4KiB"})
+	if err != nil || cfg.MaxRequestHeaderBytes != 4096 {
+		t.Errorf("4KiB: %d, %v", cfg.MaxRequestHeaderBytes, err)
+	}
+	_, err = Load([]string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:15674/ws", "STOMPGATE_MAX_REQUEST_HEADER_BYTES=4095"})
+	if err == nil || !strings.Contains(err.Error(), "STOMPGATE_MAX_REQUEST_HEADER_BYTES: must be at least 4KiB") {
+		t.Errorf("4095 bytes: %v, want an error naming STOMPGATE_MAX_REQUEST_HEADER_BYTES", err)
+	}
+}

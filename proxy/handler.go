@@ -240,10 +240,15 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		header["Sec-Websocket-Protocol"] = protos
 	}
 
+	if !r.ProtoAtLeast(1, 1) {
+		// RFC 6455 section 4.2.1: the opening handshake is an HTTP/1.1 (or
+		// later) GET. gorilla's Upgrader does not check it, so an HTTP/1.0
+		// request got a 101; it is refused before anything is dialled.
+		h.refuse(w, r, log, http.StatusBadRequest, metrics.HandshakeClientFailed, reasonNotHTTP11, ", got "+r.Proto)
+		return
+	}
 	if status, result, reason := h.admit(r); status != 0 {
-		h.metrics.Handshake(result)
-		http.Error(w, "stompgate: "+reason, status)
-		log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason), zap.String("origin", r.Header.Get("Origin")))
+		h.refuse(w, r, log, status, result, reason, "")
 		return
 	}
 	handedOff := false
@@ -307,6 +312,18 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.release()
 		h.track(s, false)
 	})
+}
+
+// reasonNotHTTP11 is the reason an HTTP/1.0 upgrade request is refused.
+const reasonNotHTTP11 = "WebSocket handshakes need HTTP/1.1 or later (RFC 6455 section 4.2.1)"
+
+// refuse answers a handshake stompgate itself turns down, before the
+// upstream is dialled: status with "stompgate: <reason><detail>" as the
+// body, counted under result and logged.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, log *zap.Logger, status int, result, reason, detail string) {
+	h.metrics.Handshake(result)
+	http.Error(w, "stompgate: "+reason+detail, status)
+	log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason+detail), zap.String("origin", r.Header.Get("Origin")))
 }
 
 func (h *Handler) track(s *Session, add bool) {

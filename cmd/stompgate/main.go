@@ -271,7 +271,9 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		ErrorLog:          zap.NewStdLog(log),
+		// Go's default is 1 MiB, and the headers are forwarded upstream.
+		MaxHeaderBytes: int(cfg.MaxRequestHeaderBytes),
+		ErrorLog:       zap.NewStdLog(log),
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- serveErr("proxy", srv.Serve(ln)) }()

@@ -6,18 +6,23 @@ package main
 // a small upstream HTTP server that a test can freeze with SIGSTOP.
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 const helperEnv = "STOMPGATE_TEST_HELPER"
@@ -233,4 +238,86 @@ func TestReadyzFailsWhileUpstreamIsFrozen(t *testing.T) {
 	up.signal(t, syscall.SIGCONT)
 	took = pollUntil(t, 5*time.Second, "/readyz 200 after SIGCONT", func() bool { code, _ := readyz(); return code == http.StatusOK })
 	t.Logf("upstream thawed: /readyz 200 after %v (frozen for %v)", took.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond))
+}
+
+// stompUpstream is an in-process STOMP-over-WebSocket broker on 127.0.0.1:
+// it answers CONNECT with CONNECTED, then reads and drops everything
+// without ever answering a close frame, so a session it holds ends only
+// when stompgate's CLOSE_TIMEOUT aborts it (a drain then lasts that long).
+func stompUpstream(t *testing.T) (addr string, handshakes *atomic.Int32) {
+	t.Helper()
+	handshakes = &atomic.Int32{}
+	upgrader := websocket.Upgrader{Subprotocols: []string{"v12.stomp"}}
+	var wg sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		handshakes.Add(1)
+		wg.Add(1)
+		defer wg.Done()
+		defer c.Close()
+		if _, _, err := c.ReadMessage(); err != nil { // CONNECT
+			return
+		}
+		if err := c.WriteMessage(websocket.TextMessage, []byte("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00")); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c.NetConn())
+	}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		wg.Wait()
+	})
+	return srv.Listener.Addr().String(), handshakes
+}
+
+// Request headers are bounded by STOMPGATE_MAX_REQUEST_HEADER_BYTES (64 KiB
+// by default) on the client listener of the real serve path: a handshake
+// with 100 KiB of headers gets 431 and never reaches the upstream (Go's
+// default of 1 MiB let it through, to be forwarded upstream), one with
+// 32 KiB is upgraded.
+func TestRequestHeaderLimitIs431(t *testing.T) {
+	upAddr, handshakes := stompUpstream(t)
+	addr := freeAddr(t)
+	startStompgate(t, freeAddr(t),
+		"STOMPGATE_UPSTREAM_URL=ws://"+upAddr,
+		"STOMPGATE_LISTEN_ADDR="+addr,
+	)
+	handshake := func(headerBytes int) int {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v12.stomp\r\n"
+		for i := 0; len(req) < headerBytes; i++ {
+			req += fmt.Sprintf("X-Filler-%d: %s\r\n", i, strings.Repeat("a", 1000))
+		}
+		if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+			t.Fatalf("writing %d bytes of headers: %v", len(req), err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%d bytes of headers: %v", len(req), err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := handshake(100 << 10); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("100 KiB of headers: status %d, want 431", got)
+	}
+	if n := handshakes.Load(); n != 0 {
+		t.Fatalf("the upstream saw %d handshakes after the 431", n)
+	}
+	if got := handshake(32 << 10); got != http.StatusSwitchingProtocols {
+		t.Fatalf("32 KiB of headers: status %d, want 101", got)
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d handshakes, want 1", n)
+	}
 }
