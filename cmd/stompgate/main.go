@@ -239,10 +239,35 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	defer stopTrim()
 	go memtrim.Run(trimCtx, memtrim.DefaultPolicy, nil, loggedTrim(log, debug.FreeOSMemory))
 
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		// Go's default is 1 MiB, and the headers are forwarded upstream.
+		MaxHeaderBytes: int(cfg.MaxRequestHeaderBytes),
+		ErrorLog:       zap.NewStdLog(log),
+	}
+
 	// The drain starts once, from the first signal or POST /drain, and
 	// runs under its own SHUTDOWN_TIMEOUT.
 	drainDone := make(chan struct{})
+	var stopAccepting *time.Timer
 	startDrain := sync.OnceFunc(func() {
+		// After SHUTDOWN_DELAY the handler refuses every handshake (503),
+		// so the listener has nothing left to offer: it is closed then,
+		// rather than when the last session ends, up to DRAIN_PERIOD and
+		// CLOSE_TIMEOUT later, so that a replacement can bind the same
+		// address at once (Go sets SO_REUSEADDR, so the sessions still
+		// draining on that port do not stop it). Shutdown closes the
+		// listener and the idle keep-alive connections, and waits for
+		// requests in progress; the sessions are hijacked connections,
+		// which http.Server no longer tracks, so they drain as before.
+		stopAccepting = time.AfterFunc(cfg.ShutdownDelay, func() {
+			log.Info("closing the proxy listener: new connections are refused while sessions drain",
+				zap.String("listen", ln.Addr().String()), zap.Int("sessions", h.ActiveSessions()))
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		})
 		go func() {
 			defer close(drainDone)
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -268,16 +293,18 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          zap.NewStdLog(log),
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		// Go's default is 1 MiB, and the headers are forwarded upstream.
-		MaxHeaderBytes: int(cfg.MaxRequestHeaderBytes),
-		ErrorLog:       zap.NewStdLog(log),
-	}
+	// Only failures are sent: the proxy server is also shut down on
+	// purpose during a drain (stopAccepting), which is no failure.
 	errc := make(chan error, 3)
-	go func() { errc <- serveErr("proxy", srv.Serve(ln)) }()
-	go func() { errc <- serveErr("admin", adminSrv.Serve(adminLn)) }()
+	serveIn := func(name string, s *http.Server, l net.Listener) {
+		go func() {
+			if err := serveErr(name, s.Serve(l)); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	serveIn("proxy", srv, ln)
+	serveIn("admin", adminSrv, adminLn)
 	var pprofSrv *http.Server
 	if cfg.PprofAddr != "" {
 		pln, err := net.Listen("tcp", cfg.PprofAddr)
@@ -285,7 +312,7 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 			return fmt.Errorf("pprof: listen on %s: %w", cfg.PprofAddr, err)
 		}
 		pprofSrv = &http.Server{Handler: admin.PprofHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { errc <- serveErr("pprof", pprofSrv.Serve(pln)) }()
+		serveIn("pprof", pprofSrv, pln)
 	}
 	scheme := "ws"
 	if lnTLS != nil {
@@ -325,6 +352,7 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		// past the pod's grace period.
 		log.Warn("drain did not finish in time", zap.Int("sessions", h.ActiveSessions()))
 	}
+	stopAccepting.Stop() // when the drain ended before the listener closed
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout)
 	defer cancel()
 	_ = srv.Shutdown(ctx)

@@ -274,6 +274,27 @@ func stompUpstream(t *testing.T) (addr string, handshakes *atomic.Int32) {
 	return srv.Listener.Addr().String(), handshakes
 }
 
+// stompSession opens a STOMP session through stompgate at addr and waits
+// for its CONNECTED.
+func stompSession(t *testing.T, addr string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second}
+	c, resp, err := d.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("handshake through %s: %v (%v)", addr, err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.ReadMessage(); err != nil || !strings.HasPrefix(string(msg), "CONNECTED\n") {
+		t.Fatalf("want CONNECTED, got %q, %v", msg, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c
+}
+
 // Request headers are bounded by STOMPGATE_MAX_REQUEST_HEADER_BYTES (64 KiB
 // by default) on the client listener of the real serve path: a handshake
 // with 100 KiB of headers gets 431 and never reaches the upstream (Go's
@@ -319,5 +340,107 @@ func TestRequestHeaderLimitIs431(t *testing.T) {
 	}
 	if n := handshakes.Load(); n != 1 {
 		t.Fatalf("the upstream saw %d handshakes, want 1", n)
+	}
+}
+
+// A draining stompgate closes its client listener after SHUTDOWN_DELAY
+// instead of when its last session ends: 2.5s after SIGTERM (delay 1s),
+// with a session still draining, a second stompgate has bound the same
+// address and serves a handshake; the first still closes its session with
+// ERROR and 1012, serves /livez and a 503 /readyz until it exits, and exits
+// 0.
+func TestDrainFreesListenAddress(t *testing.T) {
+	upAddr, _ := stompUpstream(t)
+	addr, admin1, admin2 := freeAddr(t), freeAddr(t), freeAddr(t)
+	settings := []string{
+		"STOMPGATE_UPSTREAM_URL=ws://" + upAddr,
+		"STOMPGATE_LISTEN_ADDR=" + addr,
+		"STOMPGATE_SHUTDOWN_DELAY=1s",
+		"STOMPGATE_DRAIN_PERIOD=500ms",
+		// The upstream never answers stompgate's close: the session lasts
+		// until CLOSE_TIMEOUT after its drain moment, 4s after SIGTERM at
+		// the earliest, well past the second stompgate's start.
+		"STOMPGATE_CLOSE_TIMEOUT=3s",
+		"STOMPGATE_SHUTDOWN_TIMEOUT=10s",
+	}
+	first := startStompgate(t, admin1, settings...)
+	c := stompSession(t, addr)
+	type end struct {
+		frames []string
+		code   int
+	}
+	ended := make(chan end, 1)
+	go func() {
+		var e end
+		for {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				if ce, ok := err.(*websocket.CloseError); ok {
+					e.code = ce.Code
+				}
+				ended <- e
+				return
+			}
+			if m := strings.TrimLeft(string(msg), "\r\n"); m != "" {
+				e.frames = append(e.frames, m)
+			}
+		}
+	}()
+
+	first.signal(t, syscall.SIGTERM)
+	sigterm := time.Now()
+	// The listener closes after SHUTDOWN_DELAY: connects are refused.
+	closedAfter := pollUntil(t, 2500*time.Millisecond, "the first stompgate's listener closed", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	if closedAfter < time.Second {
+		t.Errorf("listener closed %v after SIGTERM, before SHUTDOWN_DELAY (1s)", closedAfter)
+	}
+
+	second := startStompgate(t, admin2, settings...)
+	stompSession(t, addr)
+	served := time.Since(sigterm)
+	if served > 2500*time.Millisecond {
+		t.Errorf("the second stompgate served a handshake %v after SIGTERM, want within 2.5s", served)
+	}
+	// The first is still draining its session.
+	if !first.running() {
+		t.Fatalf("the first stompgate exited before its session was drained:\n%s", first.out.String())
+	}
+	if code, _ := httpGet("http://" + admin1 + "/livez"); code != http.StatusOK {
+		t.Errorf("first /livez while draining: %d", code)
+	}
+	if code, body := httpGet("http://" + admin1 + "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("first /readyz while draining: %d %s", code, body)
+	}
+	if _, metrics := httpGet("http://" + admin1 + "/metrics"); !strings.Contains(metrics, "stompgate_sessions_active 1") {
+		t.Errorf("the first stompgate's session is gone %v after SIGTERM", time.Since(sigterm))
+	}
+	t.Logf("listener closed %v after SIGTERM; the second stompgate served a handshake %v after SIGTERM, while the first drained",
+		closedAfter.Round(time.Millisecond), served.Round(time.Millisecond))
+
+	select {
+	case e := <-ended:
+		if e.code != 1012 || len(e.frames) == 0 || !strings.HasPrefix(e.frames[len(e.frames)-1], "ERROR\n") ||
+			!strings.Contains(e.frames[len(e.frames)-1], "server restarting, reconnect") {
+			t.Errorf("drained client saw %q then close %d, want ERROR 'server restarting, reconnect' then 1012", e.frames, e.code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drained client was not closed")
+	}
+	if code := first.waitExit(t, 10*time.Second); code != 0 {
+		t.Errorf("first stompgate exited %d", code)
+	}
+	t.Logf("first stompgate exited %v after SIGTERM", time.Since(sigterm).Round(time.Millisecond))
+	if out := first.out.String(); !strings.Contains(out, "closing the proxy listener") || !strings.Contains(out, `"msg":"session ended"`) {
+		t.Errorf("first stompgate's log lacks the listener close or the session end:\n%s", out)
+	}
+	if !second.running() {
+		t.Errorf("the second stompgate exited:\n%s", second.out.String())
 	}
 }
