@@ -134,7 +134,8 @@ type Handler struct {
 	http     *httputil.ReverseProxy
 
 	metrics  *metrics.Metrics
-	limiter  *ipLimiter // nil: no per-address handshake limit
+	failLog  *logSampler // the per-handshake failure lines, never the sessions'
+	limiter  *ipLimiter  // nil: no per-address handshake limit
 	slots    atomic.Int64
 	draining atomic.Bool // readiness fails; set by Drain
 	refusing atomic.Bool // new handshakes get 503; set by Drain after its delay
@@ -156,6 +157,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	opts.setDefaults()
 	h := &Handler{opts: opts, metrics: opts.Metrics, sessions: make(map[*Session]struct{})}
+	h.failLog = newLogSampler(opts.Logger, failLogFirst, failLogWindow)
 	if opts.HandshakeRatePerIP > 0 {
 		h.limiter = newIPLimiter(opts.HandshakeRatePerIP, opts.HandshakeBurstPerIP)
 	}
@@ -281,7 +283,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// gorilla has already answered the client with an HTTP error.
 		h.metrics.Handshake(metrics.HandshakeClientFailed)
-		log.Warn("client upgrade failed", zap.Error(err))
+		if h.failLog.allow(sampleKey{msg: "client upgrade failed"}) {
+			log.Warn("client upgrade failed", zap.Error(err))
+		}
 		closeConn(upConn, websocket.CloseGoingAway, "client handshake failed", h.opts.CloseTimeout)
 		return
 	}
@@ -319,11 +323,13 @@ const reasonNotHTTP11 = "WebSocket handshakes need HTTP/1.1 or later (RFC 6455 s
 
 // refuse answers a handshake stompgate itself turns down, before the
 // upstream is dialled: status with "stompgate: <reason><detail>" as the
-// body, counted under result and logged.
+// body, counted under result and logged, sampled.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, log *zap.Logger, status int, result, reason, detail string) {
 	h.metrics.Handshake(result)
 	http.Error(w, "stompgate: "+reason+detail, status)
-	log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason+detail), zap.String("origin", r.Header.Get("Origin")))
+	if h.failLog.allow(sampleKey{msg: "handshake refused", status: status, reason: reason}) {
+		log.Warn("handshake refused", zap.Int("status", status), zap.String("reason", reason+detail), zap.String("origin", r.Header.Get("Origin")))
+	}
 }
 
 func (h *Handler) track(s *Session, add bool) {
@@ -364,7 +370,9 @@ func (h *Handler) failHandshake(w http.ResponseWriter, r *http.Request, log *zap
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
 		h.metrics.Handshake(metrics.HandshakeUpstreamStatus)
-		log.Warn("upstream refused the handshake", zap.Int("status", resp.StatusCode), zap.Duration("duration", took))
+		if h.failLog.allow(sampleKey{msg: "upstream refused the handshake", status: resp.StatusCode}) {
+			log.Warn("upstream refused the handshake", zap.Int("status", resp.StatusCode), zap.Duration("duration", took))
+		}
 		return
 	}
 	status, reason := dialFailure(err)
@@ -377,7 +385,9 @@ func (h *Handler) failHandshake(w http.ResponseWriter, r *http.Request, log *zap
 		h.metrics.Handshake(metrics.HandshakeUpstreamRefused)
 	}
 	http.Error(w, fmt.Sprintf("stompgate: %s: %v", reason, err), status)
-	log.Warn("upstream dial failed", zap.Int("status", status), zap.String("reason", reason), zap.Error(err), zap.Duration("duration", took))
+	if h.failLog.allow(sampleKey{msg: "upstream dial failed", status: status, reason: reason}) {
+		log.Warn("upstream dial failed", zap.Int("status", status), zap.String("reason", reason), zap.Error(err), zap.Duration("duration", took))
+	}
 }
 
 func (h *Handler) newHTTPProxy() *httputil.ReverseProxy {
@@ -406,7 +416,9 @@ func (h *Handler) newHTTPProxy() *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, reason := dialFailure(err)
-			h.opts.Logger.Warn("http pass-through failed", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
+			if h.failLog.allow(sampleKey{msg: "http pass-through failed", status: status, reason: reason}) {
+				h.opts.Logger.Warn("http pass-through failed", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
+			}
 			http.Error(w, "stompgate: "+reason, status)
 		},
 		ErrorLog: zap.NewStdLog(h.opts.Logger),
@@ -436,4 +448,88 @@ func redactedNoQuery(u *url.URL) string {
 	c := *u
 	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
 	return c.Redacted()
+}
+
+// The per-handshake failure lines (refused handshakes, failed dials,
+// upstream refusals, failed client upgrades, failed pass-through
+// requests): the first failLogFirst lines of each kind per failLogWindow
+// are written, then one summary line per window counts the rest.
+const (
+	failLogFirst  = 10
+	failLogWindow = time.Second
+)
+
+// logSampler bounds log lines that a flood would otherwise multiply: 2,000
+// refused handshakes were 2,000 lines. Per key, the first `first` lines of
+// a window are written and the others only counted; when a window had any
+// suppressed, a timer writes one summary line at its end (a timer rather
+// than the next line: a flood that stops must still be reported). Metrics
+// still count every event. Session lines never go through it.
+type logSampler struct {
+	log    *zap.Logger
+	first  int
+	window time.Duration
+
+	mu   sync.Mutex
+	keys map[sampleKey]*sampleWindow
+}
+
+// sampleKey is one kind of line: its message, status and reason. Each
+// comes from a small fixed set (never an address or an error text), so
+// the map stays small.
+type sampleKey struct {
+	msg    string
+	status int
+	reason string
+}
+
+type sampleWindow struct {
+	start              time.Time
+	logged, suppressed int
+}
+
+func newLogSampler(log *zap.Logger, first int, window time.Duration) *logSampler {
+	return &logSampler{log: log, first: first, window: window, keys: make(map[sampleKey]*sampleWindow)}
+}
+
+// allow reports whether a line of kind k may be written now, and counts it
+// otherwise.
+func (l *logSampler) allow(k sampleKey) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.keys[k]
+	if w == nil {
+		w = &sampleWindow{start: now}
+		l.keys[k] = w
+	} else if w.suppressed == 0 && now.Sub(w.start) >= l.window {
+		// A window without suppressed lines ends silently; one with some
+		// ends when its summary is written.
+		*w = sampleWindow{start: now}
+	}
+	if w.logged < l.first {
+		w.logged++
+		return true
+	}
+	w.suppressed++
+	if w.suppressed == 1 {
+		time.AfterFunc(w.start.Add(l.window).Sub(now), func() { l.summarize(k) })
+	}
+	return false
+}
+
+// summarize writes the summary of k's window and opens a new one.
+func (l *logSampler) summarize(k sampleKey) {
+	l.mu.Lock()
+	w := l.keys[k]
+	delete(l.keys, k)
+	l.mu.Unlock()
+	fields := []zap.Field{zap.Int("suppressed", w.suppressed), zap.Int("logged", w.logged), zap.Duration("window", l.window)}
+	if k.status != 0 {
+		fields = append(fields, zap.Int("status", k.status))
+	}
+	if k.reason != "" {
+		fields = append(fields, zap.String("reason", k.reason))
+	}
+	l.log.Warn(k.msg+" (sampled)", fields...)
 }

@@ -132,7 +132,9 @@ func newLogger(cfg config.Config, stderr io.Writer) *zap.Logger {
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	// No sampling: every session's end line matters to whoever debugs it.
+	// No sampling here: every session's end line matters to whoever debugs
+	// it. The proxy samples only its per-handshake failure lines, which a
+	// flood of refused handshakes would otherwise multiply.
 	core := zapcore.NewCore(enc, zapcore.AddSync(stderr), cfg.LogLevel)
 	return zap.New(core)
 }
