@@ -244,17 +244,20 @@ func TestReadyzFailsWhileUpstreamIsFrozen(t *testing.T) {
 // it answers CONNECT with CONNECTED, then reads and drops everything
 // without ever answering a close frame, so a session it holds ends only
 // when stompgate's CLOSE_TIMEOUT aborts it (a drain then lasts that long).
+// handshakes counts the requests that reached it.
 func stompUpstream(t *testing.T) (addr string, handshakes *atomic.Int32) {
 	t.Helper()
 	handshakes = &atomic.Int32{}
 	upgrader := websocket.Upgrader{Subprotocols: []string{"v12.stomp"}}
 	var wg sync.WaitGroup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Counted before the 101 is written, so a client that has its own
+		// 101 finds its handshake counted.
+		handshakes.Add(1)
 		c, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		handshakes.Add(1)
 		wg.Add(1)
 		defer wg.Done()
 		defer c.Close()
