@@ -31,6 +31,7 @@ package wsconn
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -172,6 +173,7 @@ type Conn struct {
 	rpool       *[]byte
 	rpos, rend  int
 	emptyReads  int   // reads that found nothing (EAGAIN), for tests
+	lingered    int64 // bytes Linger read and dropped, for tests
 	lastRead    int   // bytes the last read returned
 	lastRoom    int   // room the last read had: lastRead == lastRoom means it filled the buffer
 	inData      bool  // a data frame's header has been read
@@ -186,28 +188,73 @@ type Conn struct {
 	readErr     error
 
 	// Write side, guarded by wmu.
-	wmu          sync.Mutex
-	wbp          *[]byte // pooled write buffer; nil when nothing is buffered
-	wsent        int     // wb[:wsent] was written to the socket
-	wdone        int     // wb[wsent:wdone] are complete frames
-	wlen         int     // wb[wdone:wlen] is the open frame, if any
-	wframe       int     // start of the open frame's header slot; -1: none
-	wop          int     // opcode of the next frame of the open message; -1: no message
-	wkey         [4]byte
-	wkeyPos      int
-	wdata        bool  // complete data frames are buffered
-	wdeadline    int64 // the write deadline set on nc (UnixNano: a stamp when wsconn set it)
-	werr         error
-	closeSent    bool
-	wpend        []byte        // writeAll: what writeRaw has still to send
-	wsysErr      syscall.Errno // writeAll: writeRaw's failure
-	writeFn      func(fd uintptr) bool
-	rawWrites    int           // writeAll calls on a socket, for tests
-	writeWaits   atomic.Int64  // times writeRaw found the socket full, for tests (atomic: read while a write waits)
-	WriteTimeout time.Duration // bound on each flush; 0: none
+	wmu        sync.Mutex
+	wbp        *[]byte // pooled write buffer; nil when nothing is buffered
+	wsent      int     // wb[:wsent] was written to the socket
+	wdone      int     // wb[wsent:wdone] are complete frames
+	wlen       int     // wb[wdone:wlen] is the open frame, if any
+	wframe     int     // start of the open frame's header slot; -1: none
+	wop        int     // opcode of the next frame of the open message; -1: no message
+	wkey       [4]byte
+	wkeyPos    int
+	wdata      bool // complete data frames are buffered
+	werr       error
+	closeSent  bool
+	wpend      []byte        // writeAll: what writeRaw has still to send
+	wsysErr    syscall.Errno // writeAll: writeRaw's failure
+	wext       bool          // writeAll: under the WriteTimeout rule (progress moves the deadline)
+	wwaited    bool          // writeAll: writeRaw found the socket full at least once
+	wlast      int64         // writeAll, waiting: when progress was last seen (a stamp)
+	woutq      int           // writeAll, waiting: the socket's SIOCOUTQ when last looked at
+	wacks      bool          // writeAll, waiting: woutq is known (Linux), so checkpoints watch it
+	writeFn    func(fd uintptr) bool
+	rawWrites  int          // writeAll calls on a socket, for tests
+	writeWaits atomic.Int64 // times writeRaw found the socket full, for tests (atomic: read while a write waits)
+
+	// wdeadline is the write deadline wsconn wants on nc (a stamp; 0:
+	// none), written under wmu; closeDeadline is SetCloseDeadline's (a
+	// stamp; 0: none). nc's deadline is the earlier of the two (see
+	// setWriteDeadline). Atomic, as SetCloseDeadline reads wdeadline
+	// without wmu.
+	wdeadline     atomic.Int64
+	closeDeadline atomic.Int64
+
+	// WriteTimeout bounds how long a write may wait without progress: a
+	// flush fails with a timeout (a net.Error whose Timeout() is true) only
+	// when, for WriteTimeout, the connection accepted no byte of it and
+	// the peer took none of what was queued. A peer that keeps reading is
+	// not cut while a long flush to it lasts. An explicit deadline
+	// (WriteControl's) is not moved by progress; SetCloseDeadline caps
+	// them all. 0: no bound.
+	//
+	// On a socket the deadline is armed only when a write finds the socket
+	// full (EAGAIN), and moved to now+WriteTimeout each time the socket
+	// accepts bytes again. That alone would be coarse: a waiting writer is
+	// woken only when about a third of the send buffer has drained, and
+	// loopback sockets autotune theirs to ~4 MiB (a peer reading 64 KiB/s
+	// would wake it every 20 s). So on Linux the wait also has checkpoints,
+	// every WriteTimeout/4, where SIOCOUTQ tells whether the peer
+	// acknowledged (TCP) or read (Unix) bytes since the last look: then the
+	// write waits on, and fails WriteTimeout after the last checkpoint that
+	// saw progress (up to a quarter of WriteTimeout later than the
+	// progress itself).
+	//
+	// On other connections (TLS) progress is seen per chunk of at most
+	// 16 KiB, and a flush fails after between WriteTimeout and 1.5 ×
+	// WriteTimeout without a chunk completed: a TLS write cannot be
+	// resumed after a timeout, so no checkpoints.
+	WriteTimeout time.Duration
 	// WriteStamp, if set, gets the time of every flush that carried data
 	// frames (control frames do not count: a STOMP peer sees only data).
 	WriteStamp *atomic.Int64
+	// WriteProgress, if set, gets the time (a stamp) whenever a write that
+	// had found the socket full (EAGAIN) made progress afterwards: the
+	// socket accepted more bytes, or a WriteTimeout checkpoint saw the
+	// peer take some from the send queue (Linux). The peer's application
+	// is reading the backlog: a proof of life while WriteStamp waits for
+	// the flush to end. Only writes that wait pay for it; sockets only
+	// (not TLS, where a full socket cannot be seen).
+	WriteProgress *atomic.Int64
 }
 
 // New wraps nc, whose handshake is complete. buffered holds bytes already
@@ -1101,18 +1148,16 @@ func (c *Conn) closeFrame(fin bool) {
 }
 
 // flushLocked writes the complete frames, then gives the buffer back if
-// nothing else is in it. deadline zero means "WriteTimeout from now",
-// refreshed only when less than half of it is left (or more than all of
-// it, after a control frame's longer deadline), so that a busy connection
-// does not reset its timer on every flush; with no WriteTimeout, it means
-// no deadline, whatever a control frame set before.
+// nothing else is in it. deadline zero means the WriteTimeout rule (see
+// WriteTimeout and writeLocked); with no WriteTimeout, no deadline,
+// whatever a control frame set before.
 //
 // now is the current time (a stamp) if the caller knows it, else 0: a
 // proxy flushing what it forwarded knows when it read it, and one clock
 // read per message is saved.
 func (c *Conn) flushLocked(deadline time.Time, now int64) error {
 	wb := *c.wbp
-	if now == 0 && (c.WriteTimeout > 0 || (c.wdata && c.WriteStamp != nil)) {
+	if now == 0 && ((c.WriteTimeout > 0 && c.raw == nil) || (c.wdata && c.WriteStamp != nil)) {
 		now = Now()
 	}
 	err := c.writeLocked(wb[c.wsent:c.wdone], deadline, now)
@@ -1133,30 +1178,48 @@ func (c *Conn) flushLocked(deadline time.Time, now int64) error {
 	return nil
 }
 
+// writeLocked writes b under deadline or, when it is zero, the
+// WriteTimeout rule:
+//
+//   - On a socket, no deadline is set before the write: one that does not
+//     block needs none. writeRaw arms one when the socket is full (blocked:
+//     now+WriteTimeout, or the first checkpoint), again each time the
+//     socket accepted bytes before filling up again, and writeAll at each
+//     checkpoint (checkpoint); writeAll removes it once the write is done.
+//     The common path makes no clock read and no deadline call.
+//   - Elsewhere (TLS) the write cannot be watched from inside, so the
+//     deadline is set ahead: to now+1.5×WriteTimeout whenever less than
+//     WriteTimeout is left, so that every chunk (writeAll) starts with at
+//     least WriteTimeout, while a busy connection resets it only once per
+//     half WriteTimeout.
+//
+// An explicit deadline (a control frame's) is a hard one: progress does
+// not move it. Every deadline is capped by SetCloseDeadline's.
 func (c *Conn) writeLocked(b []byte, deadline time.Time, now int64) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if deadline.IsZero() {
-		if c.WriteTimeout > 0 {
-			if now == 0 {
-				now = Now()
-			}
-			if left := c.wdeadline - now; left < int64(c.WriteTimeout/2) || left > int64(c.WriteTimeout) {
-				deadline = Time(now + int64(c.WriteTimeout))
-			}
-		} else if c.wdeadline != 0 {
-			if err := c.nc.SetWriteDeadline(time.Time{}); err != nil {
-				return c.writeFailed(err)
-			}
-			c.wdeadline = 0
+	c.wext = deadline.IsZero() && c.WriteTimeout > 0
+	var err error
+	switch {
+	case !deadline.IsZero():
+		err = c.setWriteDeadline(stampOf(deadline))
+	case c.wext && c.raw == nil:
+		if now == 0 {
+			now = Now()
 		}
+		wt := int64(c.WriteTimeout)
+		if left := c.wdeadline.Load() - now; left < wt || left > wt+wt/2 {
+			err = c.setWriteDeadline(now + wt + wt/2)
+		}
+	case c.wdeadline.Load() != 0:
+		// A control frame's deadline: data on a socket waits under
+		// none until it blocks, and without a WriteTimeout under none
+		// at all.
+		err = c.setWriteDeadline(0)
 	}
-	if !deadline.IsZero() {
-		if err := c.nc.SetWriteDeadline(deadline); err != nil {
-			return c.writeFailed(err)
-		}
-		c.wdeadline = deadline.UnixNano()
+	if err != nil {
+		return c.writeFailed(err)
 	}
 	if err := c.writeAll(b); err != nil {
 		return c.writeFailed(err)
@@ -1164,18 +1227,107 @@ func (c *Conn) writeLocked(b []byte, deadline time.Time, now int64) error {
 	return nil
 }
 
+// stampOf converts a deadline to a stamp, Time's inverse: through the
+// monotonic clock when t carries a reading (as time.Now's do), so that
+// Time(stampOf(t)) is the same instant.
+func stampOf(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	n := clockBaseUnix + int64(t.Sub(clockBase))
+	if n == 0 {
+		n = -1 // a time, not "none"
+	}
+	return n
+}
+
+// effectiveDeadline is the earlier of a write deadline and a close
+// deadline (stamps; 0: none).
+func effectiveDeadline(w, closing int64) int64 {
+	if closing != 0 && (w == 0 || closing < w) {
+		return closing
+	}
+	return w
+}
+
+// setWriteDeadline records d (a stamp; 0: none) as the deadline wsconn
+// wants and sets nc's to the earlier of it and the close deadline. Called
+// with wmu held (or from writeRaw, whose caller holds it).
+//
+// SetCloseDeadline sets nc's deadline without wmu. Each side stores its
+// value, sets nc's deadline from both, and reads both again, repeating if
+// they changed meanwhile: so the last deadline set, by either, is the
+// earlier of the two as they stand at the end.
+func (c *Conn) setWriteDeadline(d int64) error {
+	c.wdeadline.Store(d)
+	for {
+		eff := effectiveDeadline(d, c.closeDeadline.Load())
+		if err := c.nc.SetWriteDeadline(Time(eff)); err != nil {
+			return err
+		}
+		if effectiveDeadline(d, c.closeDeadline.Load()) == eff {
+			return nil
+		}
+	}
+}
+
+// SetCloseDeadline sets a deadline no write outlives: from now on every
+// write, a flush blocked in progress included, fails at t at the latest,
+// with a timeout; WriteTimeout's progress rule no longer extends past t,
+// and WriteControl's deadline is capped at t. It does not take the write
+// lock (a blocked flush holds it): it sets the connection's write deadline
+// directly, which wakes a write waiting past t.
+//
+// Safe from any goroutine, any number of times: the earliest t wins. A
+// zero t is ignored.
+func (c *Conn) SetCloseDeadline(t time.Time) {
+	n := stampOf(t)
+	if n == 0 {
+		return
+	}
+	for {
+		old := c.closeDeadline.Load()
+		if old != 0 && old <= n {
+			break
+		}
+		if c.closeDeadline.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	for {
+		eff := effectiveDeadline(c.wdeadline.Load(), c.closeDeadline.Load())
+		if err := c.nc.SetWriteDeadline(Time(eff)); err != nil {
+			return // closed: no write can wait
+		}
+		if effectiveDeadline(c.wdeadline.Load(), c.closeDeadline.Load()) == eff {
+			return
+		}
+	}
+}
+
+// progressChunk is how much a write on a connection that is not a socket
+// (TLS) is given at a time when WriteTimeout applies, so that a slow
+// reader's progress is seen between chunks: a TLS record's most
+// plaintext, so no record is cut short.
+const progressChunk = 16 << 10
+
 // writeAll writes b to the connection. On a socket it is one
 // syscall.RawConn.Write around sendRaw, which waits for room (under the
 // write deadline) only when the socket's send buffer is full.
 func (c *Conn) writeAll(b []byte) error {
 	if c.raw == nil {
-		_, err := c.nc.Write(b)
-		return err
+		return c.writeChunks(b)
 	}
-	c.wpend, c.wsysErr = b, 0
+	c.wpend, c.wsysErr, c.wwaited = b, 0, false
 	c.rawWrites++
 	err := c.raw.Write(c.writeFn)
+	for err != nil && c.wwaited && c.wext && errors.Is(err, os.ErrDeadlineExceeded) && c.checkpoint() {
+		err = c.raw.Write(c.writeFn)
+	}
 	c.wpend = nil
+	if c.wwaited {
+		c.writeWaited(err)
+	}
 	if err == nil && c.wsysErr != 0 {
 		err = os.NewSyscallError("write", c.wsysErr)
 	}
@@ -1190,24 +1342,139 @@ func (c *Conn) writeAll(b []byte) error {
 	return &net.OpError{Op: "write", Net: c.nc.LocalAddr().Network(), Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: err}
 }
 
+// writeChunks is writeAll on a connection that is not a socket: under the
+// WriteTimeout rule, in chunks, moving the deadline (see writeLocked)
+// after each one when less than WriteTimeout is left.
+func (c *Conn) writeChunks(b []byte) error {
+	for c.wext && len(b) > progressChunk {
+		if _, err := c.nc.Write(b[:progressChunk]); err != nil {
+			return err
+		}
+		b = b[progressChunk:]
+		now, wt := Now(), int64(c.WriteTimeout)
+		if c.wdeadline.Load()-now < wt {
+			if err := c.setWriteDeadline(now + wt + wt/2); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
 // writeRaw is writeAll's loop inside syscall.RawConn.Write: returning false
 // waits until the socket is writable again.
+//
+// The path where the socket is not full adds nothing but the sent flag;
+// blocked and writeWaited, which move the deadline and stamp progress, run
+// only when a write waits.
 func (c *Conn) writeRaw(fd uintptr) bool {
+	sent := false
 	for len(c.wpend) > 0 {
 		n, errno := sendRaw(fd, c.wpend)
 		switch errno {
 		case 0:
 			c.wpend = c.wpend[n:]
+			sent = true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			c.writeWaits.Add(1)
+			if sent || !c.wwaited {
+				c.blocked(fd, sent)
+			}
+			c.wwaited = true
 			return false
 		default:
 			c.wsysErr = errno
+			if sent && c.wwaited {
+				c.progress(Now())
+			}
 			return true
 		}
 	}
+	if sent && c.wwaited {
+		c.progress(Now())
+	}
 	return true
+}
+
+// blocked runs when the write is about to wait for room: for the first
+// time, or again after the socket accepted bytes (sent). Under the
+// WriteTimeout rule progress is counted from now: the wait gets
+// now+WriteTimeout, or its first checkpoint (see WriteTimeout), with the
+// send queue's length to compare with there. A wait after one that made
+// no progress (a wake-up that found no room) keeps its deadline.
+//
+// Setting the deadline here, inside syscall.RawConn.Write, is safe: the
+// deadline calls take no lock that the write holds, and the wait that
+// follows reads the new deadline.
+func (c *Conn) blocked(fd uintptr, sent bool) {
+	now := Now()
+	if sent && c.wwaited {
+		c.progress(now)
+	}
+	if c.wext {
+		c.wlast = now
+		c.woutq, c.wacks = outq(fd)
+		c.armWait(now)
+	}
+}
+
+// armWait sets the deadline of a write waiting under the WriteTimeout
+// rule: WriteTimeout after the last progress, or the next checkpoint if
+// sooner.
+func (c *Conn) armWait(now int64) {
+	d := c.wlast + int64(c.WriteTimeout)
+	if c.wacks {
+		d = min(d, now+int64(c.WriteTimeout/4))
+	}
+	// An error means the socket is closed: the wait reports it.
+	_ = c.setWriteDeadline(d)
+}
+
+// checkpoint runs when a waiting write's deadline passed under the
+// WriteTimeout rule, and reports whether the write should wait on: the
+// peer took bytes from the send queue since the last look (progress, now)
+// and the close deadline has not passed, or WriteTimeout since the last
+// progress has not.
+func (c *Conn) checkpoint() bool {
+	now := Now()
+	if cd := c.closeDeadline.Load(); cd != 0 && now >= cd {
+		return false
+	}
+	if c.wacks {
+		var q int
+		var ok bool
+		if c.raw.Control(func(fd uintptr) { q, ok = outq(fd) }) == nil && ok {
+			if q < c.woutq {
+				c.wlast = now
+				c.progress(now)
+			}
+			c.woutq = q
+		}
+	}
+	if now-c.wlast >= int64(c.WriteTimeout) {
+		return false
+	}
+	c.armWait(now)
+	return true
+}
+
+// progress records that a write which had waited made progress.
+func (c *Conn) progress(now int64) {
+	if c.WriteProgress != nil {
+		c.WriteProgress.Store(now)
+	}
+}
+
+// writeWaited ends a write that waited: the deadline blocked armed is
+// removed (the close deadline stays), so that it neither fails a later
+// write nor fires for nothing. After a failure it no longer matters.
+func (c *Conn) writeWaited(err error) {
+	if err == nil && c.wext && c.wdeadline.Load() != 0 {
+		// An error means the socket was closed: the next write says so.
+		_ = c.setWriteDeadline(0)
+	}
 }
 
 func (c *Conn) writeFailed(err error) error {

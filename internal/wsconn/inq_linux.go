@@ -8,12 +8,24 @@ import (
 )
 
 // sioCInQ is Linux's SIOCINQ (FIONREAD) on these architectures: the bytes
-// in a socket's receive queue.
-const sioCInQ = 0x541B
+// in a socket's receive queue. sioCOutQ is SIOCOUTQ (TIOCOUTQ): on a TCP
+// socket the bytes written and not yet acknowledged by the peer, on a Unix
+// stream socket the memory of what the peer has not read yet.
+const (
+	sioCInQ  = 0x541B
+	sioCOutQ = 0x5411
+)
 
 func inq(fd uintptr) (int, bool) {
 	var n int32
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, sioCInQ, uintptr(unsafe.Pointer(&n)))
+	return int(n), errno == 0
+}
+
+// outq is SIOCOUTQ, made with RawSyscall like sendRaw: it never blocks.
+func outq(fd uintptr) (int, bool) {
+	var n int32
+	_, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, sioCOutQ, uintptr(unsafe.Pointer(&n)))
 	return int(n), errno == 0
 }
 

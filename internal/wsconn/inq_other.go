@@ -4,4 +4,6 @@ package wsconn
 
 func inq(uintptr) (int, bool) { return 0, false }
 
+func outq(uintptr) (int, bool) { return 0, false }
+
 func lastDataRecv(uintptr) (uint32, bool) { return 0, false }
