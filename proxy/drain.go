@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 )
 
@@ -94,34 +93,4 @@ func (h *Handler) Drain(ctx context.Context, opts DrainOptions) bool {
 		log.Warn("sessions still open after the close timeout", zap.Int("sessions", h.ActiveSessions()))
 		return false
 	}
-}
-
-// drainClose ends a session because stompgate is going away: the STOMP
-// client is told why and may reconnect at once (1012), the broker gets a
-// DISCONNECT so it drops the subscriptions now. Nothing from either peer is
-// forwarded after the decision, so the broker's answer to the DISCONNECT
-// (Spring sends ERROR "Session closed." without a receipt) never reaches
-// the client.
-func (s *Session) drainClose() {
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		s.closedBy = "proxy"
-		s.ending = "drain: " + DrainMessage
-		st := s.stomp
-		code := websocket.CloseGoingAway
-		if st != nil && !st.disabled.Load() && st.connectSeen.Load() && !st.disconnectSent.Load() {
-			s.tellClient(DrainMessage)
-			receipt := "stompgate-drain-" + s.id
-			st.gone.Store(true) // the RECEIPT must not end the session as a client DISCONNECT would
-			st.ourReceipt.Store(&receipt)
-			frame := []byte("DISCONNECT\nreceipt:" + receipt + "\n\n\x00")
-			if s.writeFrame(s.upstream, &st.fromC, frame, int(st.lastTypeToUp.Load())) {
-				st.disconnectSent.Store(true)
-				code = websocket.CloseNormalClosure
-			}
-		}
-		s.sendClose(s.client, CloseServiceRestart, DrainMessage)
-		s.sendClose(s.upstream, code, "stompgate draining")
-		s.armAbort()
-	})
 }

@@ -1,11 +1,8 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -25,9 +22,9 @@ import (
 //
 // Ownership: the Handler owns the Session (h.sessions). Each pump runs on
 // its own goroutine (start, pumpLoop) and the last one to end tears the
-// session down (pumpEnded). Every path that ends a pump goes through
-// finish, which sends the close frames once and arms an abort timer, so no
-// leg stays in CLOSING past CloseTimeout.
+// session down (pumpEnded). Everything that ends a session goes through
+// finish (ending.go), which decides once what each peer gets and arms an
+// abort timer, so no leg stays in CLOSING past CloseTimeout.
 type Session struct {
 	h        *Handler
 	id       string
@@ -38,15 +35,25 @@ type Session struct {
 	client   *leg
 	upstream *leg
 
-	stomp *stompState // nil: not STOMP (or not decided to be)
+	stomp *stompState // the STOMP conversation and the liveness engine
 
-	closing   atomic.Bool
-	closeOnce sync.Once
+	closing   atomic.Bool // the end is decided: forward nothing more
+	endOnce   sync.Once
 	pumpsLeft atomic.Int32 // the last pump to end tears the session down
 	done      func()       // called once the session is torn down
-	abort     *time.Timer
-	ending    string // why the session ended, set once in finish
-	closedBy  string
+
+	// Set once by decide, read after finish returned.
+	cause         end
+	closeDeadline time.Time   // no close handshake, write or linger lasts past it
+	abort         *time.Timer // closes both connections at closeDeadline
+	byeTimer      *time.Timer // closes the broker leg after stompgate's DISCONNECT; nil: none
+	ending        string      // why the session ended, for the log line
+	closedBy      string
+	abnormal      bool // logged at warn
+
+	// upstreamDiscarded: bytes read from the broker after the end was
+	// decided (bounded by maxDiscard).
+	upstreamDiscarded atomic.Int64
 }
 
 // leg is one WebSocket connection of a session and what happened on it.
@@ -106,33 +113,6 @@ func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *h
 	return s
 }
 
-// closeHandler records the peer's close frame and, when stompgate has not
-// closed that leg yet, echoes the code as RFC 6455 §5.5.1 requires.
-func (s *Session) closeHandler(l *leg) func(int, string) {
-	return func(code int, text string) {
-		l.mu.Lock()
-		l.recvCode, l.recvText = code, text
-		l.mu.Unlock()
-		if l.closeSent.CompareAndSwap(false, true) {
-			l.mu.Lock()
-			l.sentCode = code
-			l.mu.Unlock()
-			payload := websocket.FormatCloseMessage(code, "")
-			if code == websocket.CloseNoStatusReceived {
-				payload = nil
-			}
-			_ = l.conn.WriteControl(websocket.CloseMessage, payload, time.Now().Add(s.h.opts.CloseTimeout))
-		}
-	}
-}
-
-func (s *Session) other(l *leg) *leg {
-	if l == s.client {
-		return s.upstream
-	}
-	return s.client
-}
-
 // start runs the session: each pump on its own goroutine (see pumpLoop).
 // The last pump to end tears the session down and calls done; nothing
 // waits for the pumps, so an idle session costs two goroutines.
@@ -143,49 +123,6 @@ func (s *Session) start(done func()) {
 	go s.pumpLoop(s.upstream, s.client, s.newPumpState(s.upstream, s.client), false)
 	go s.pumpLoop(s.client, s.upstream, s.newPumpState(s.client, s.upstream), false)
 }
-
-// pumpEnded finishes what one pump's end requires, and tears the session
-// down when it was the last.
-func (s *Session) pumpEnded(src *leg, e end) {
-	if e.kind == endLost && src == s.client {
-		// The broker gets a DISCONNECT first, so it drops the client's
-		// subscriptions now rather than at its own timeout.
-		s.clientGone(e)
-	}
-	s.finish(e)
-	_ = src.conn.Close()
-	if s.pumpsLeft.Add(-1) > 0 {
-		return
-	}
-	s.stopTimer()
-	if s.abort != nil {
-		s.abort.Stop()
-	}
-	s.client.conn.Release()
-	s.upstream.conn.Release()
-	s.logEnd()
-	s.done()
-}
-
-// end describes why a pump stopped.
-type end struct {
-	leg  *leg   // the leg the event happened on
-	kind int    // endClosed, endLost, endTooBig
-	code int    // close code received (endClosed)
-	text string // close reason received (endClosed)
-	err  error
-	// websocket: an endProtocol broke RFC 6455 rather than STOMP.
-	websocket bool
-}
-
-const (
-	endClosed       = iota // the peer sent a close frame
-	endLost                // the peer's TCP/TLS connection failed
-	endTooBig              // the peer sent a message over MaxMessageBytes
-	endDead                // the liveness engine declared the peer dead (text: verdict)
-	endDisconnected        // the client's DISCONNECT was acknowledged
-	endProtocol            // the peer sent STOMP stompgate cannot carry (code, text)
-)
 
 // respawnAfterWait: a pump that waited this long for its peer moves to a
 // fresh goroutine before it waits again. Processing a burst grows a
@@ -312,8 +249,7 @@ func (s *Session) pumpPieces(ps *pumpState) (e end, ended bool) {
 		}
 		if p.First() {
 			ps.n, ps.mt = 0, p.Type
-			ps.dropping = s.closing.Load()
-			ps.out = msgWriter{s: s, dst: dst, mt: p.Type}
+			ps.out = msgWriter{s: s, dst: dst, mt: p.Type, discard: ps.dropping}
 			// A message sent as one frame declares its size: one over the
 			// limit is refused before any of it is forwarded, so the
 			// client can still get a STOMP ERROR.
@@ -326,8 +262,24 @@ func (s *Session) pumpPieces(ps *pumpState) (e end, ended bool) {
 			ps.out.abandon()
 			return end{leg: src, kind: endTooBig}, true
 		}
+		if !ps.dropping && s.closing.Load() {
+			// The end is decided: nothing more is forwarded, a message
+			// under way included (dst gets a close frame in its middle).
+			ps.out.abandon()
+			ps.dropping, ps.out.discard = true, true
+		}
 		if ps.dropping {
-			continue
+			if !ps.fromClient {
+				// Read only what it takes to see the broker's RECEIPT or
+				// close; a flood beyond that stays unread (maxDiscard).
+				if n := s.upstreamDiscarded.Add(int64(len(p.Data))); n > maxDiscard {
+					return end{leg: src, kind: endLost, err: errDiscardLimit}, true
+				}
+			}
+			if d == nil || s.stomp.disabled.Load() || ps.fromClient || s.stomp.ourReceipt.Load() == nil {
+				continue
+			}
+			// Scanned, not forwarded: stompgate's RECEIPT ends its goodbye.
 		}
 		var rerr error
 		if len(p.Data) > 0 {
@@ -343,11 +295,14 @@ func (s *Session) pumpPieces(ps *pumpState) (e end, ended bool) {
 			ps.out.flushPending() // p.Data is gone after the next TryPiece
 			continue
 		}
+		held := false
 		if rerr == nil && ps.fromClient && d != nil && !s.stomp.disabled.Load() {
-			rerr = s.endOfClientMessage(d, &ps.out)
+			held, rerr = s.endOfClientMessage(d, &ps.out)
 		}
-		ps.msgs++
-		ps.bytes += ps.n
+		if !ps.dropping {
+			ps.msgs++
+			ps.bytes += ps.n
+		}
 		if rerr != nil {
 			// Never complete a truncated message: dst gets a close frame
 			// in the middle of it instead (legal, RFC 6455 §5.4) and no
@@ -367,8 +322,10 @@ func (s *Session) pumpPieces(ps *pumpState) (e end, ended bool) {
 			}
 			return classify(src, rerr), true
 		}
-		if ps.n == 0 && (d == nil || s.stomp.disabled.Load() || s.stomp.mode != keepalive.Terminate) {
-			ps.out.empty() // an empty message is forwarded as one
+		// An empty message is forwarded as one, unless it is a STOMP
+		// direction whose heart-beats stompgate consumes (terminate).
+		if ps.n == 0 && !held && (d == nil || s.stomp.disabled.Load() || s.stomp.mode != keepalive.Terminate || (!ps.fromClient && !s.stomp.connectSeen.Load())) {
+			ps.out.empty()
 		}
 		written, werr := ps.out.finish(d)
 		if written && s.stomp != nil {
@@ -396,23 +353,6 @@ func (s *Session) flush(l *leg, now int64) {
 	}
 }
 
-// writeFailed acts, once, on a failed write to l.
-func (s *Session) writeFailed(l *leg, err error) {
-	if !l.failed.CompareAndSwap(false, true) {
-		return
-	}
-	e := end{leg: l, kind: endLost, err: err}
-	if l == s.client && !s.closing.Load() {
-		// A client that stopped reading is as gone as one whose TCP
-		// died: the broker gets its DISCONNECT. In its own goroutine,
-		// because the upstream pump must keep reading to see the RECEIPT;
-		// it ends within CloseTimeout, by calling finish.
-		go s.clientGone(e)
-		return
-	}
-	s.finish(e)
-}
-
 // msgWriter writes one message to dst, opening it (and taking dst's write
 // lock) only when there is something to write: a message made only of
 // consumed heart-beats produces nothing, and dst's lock is not held while
@@ -423,6 +363,8 @@ type msgWriter struct {
 	mt   int
 	open bool
 	err  error
+	// discard: the session's end is decided; nothing is written.
+	discard bool
 	// pend is the bytes written but not yet handed to dst's connection:
 	// the scanner reports a frame as several contiguous ranges of the
 	// chunk, which are joined here into one Write. It aliases src's read
@@ -431,7 +373,7 @@ type msgWriter struct {
 }
 
 func (m *msgWriter) begin() bool {
-	if m.err != nil {
+	if m.err != nil || m.discard {
 		return false
 	}
 	if m.open {
@@ -549,219 +491,4 @@ func classify(l *leg, err error) end {
 		return end{leg: l, kind: endClosed, code: ce.Code, text: ce.Text, err: err}
 	}
 	return end{leg: l, kind: endLost, err: err}
-}
-
-// finish decides, once, how both legs are closed. The first event wins: a
-// close frame is forwarded with its code and reason (reserved codes mapped),
-// a lost connection becomes 1011 naming the lost side, an oversized message
-// gets 1009 with a reason. Then every leg has CloseTimeout to finish its
-// handshake before its TCP connection is aborted.
-func (s *Session) finish(e end) {
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		other := s.other(e.leg)
-		limit := e.leg.limit
-		switch e.kind {
-		case endClosed:
-			s.closedBy = e.leg.name
-			s.ending = e.leg.name + " closed"
-			code, text := mapCloseCode(e.code, e.text)
-			if e.leg == s.upstream {
-				// A STOMP client whose broker went away without an ERROR
-				// is told why; the close code itself is kept.
-				s.tellClient(describeClose(e.code, e.text))
-			}
-			s.sendClose(other, code, text)
-		case endLost:
-			s.closedBy = e.leg.name
-			s.ending = e.leg.name + " connection lost"
-			if e.err != nil {
-				s.ending += ": " + e.err.Error()
-			}
-			e.leg.mu.Lock()
-			e.leg.lost = true
-			e.leg.mu.Unlock()
-			e.leg.closeSent.Store(true) // nothing can be sent on a dead leg
-			_ = e.leg.conn.Close()
-			reason := lostReason(e.leg.name, e.err)
-			if e.leg == s.upstream {
-				s.tellClient(reason)
-			}
-			s.sendClose(other, websocket.CloseInternalServerErr, reason)
-		case endTooBig:
-			s.closedBy = "proxy"
-			s.ending = fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit)
-			if e.leg == s.upstream {
-				s.tellClient(s.ending)
-			} else {
-				s.tellClient(fmt.Sprintf("message exceeds %d bytes", limit))
-			}
-			s.sendClose(e.leg, websocket.CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", limit))
-			code := websocket.CloseInternalServerErr
-			if other == s.upstream {
-				code = websocket.CloseGoingAway
-			}
-			s.sendClose(other, code, fmt.Sprintf("%s sent a message over %d bytes", e.leg.name, limit))
-		case endDead:
-			s.closedBy = "proxy"
-			s.ending = e.text
-			if e.leg == s.upstream {
-				s.tellClient(e.text)
-				s.sendClose(s.client, websocket.CloseInternalServerErr, e.text)
-				s.sendClose(s.upstream, websocket.CloseInternalServerErr, e.text)
-			} else {
-				s.sendClose(s.client, websocket.CloseInternalServerErr, e.text)
-				code := websocket.CloseGoingAway
-				if s.stomp != nil && s.stomp.disconnectSent.Load() {
-					code = websocket.CloseNormalClosure
-				}
-				s.sendClose(s.upstream, code, "client gone: "+e.text)
-			}
-		case endDisconnected:
-			s.closedBy = "client"
-			s.ending = "client disconnected"
-			s.sendClose(s.client, websocket.CloseNormalClosure, "")
-			s.sendClose(s.upstream, websocket.CloseNormalClosure, "")
-		case endProtocol:
-			s.closedBy = "proxy"
-			what := "STOMP"
-			if e.websocket {
-				what = "WebSocket frames"
-			}
-			if e.leg == s.client {
-				s.ending = "client sent invalid " + what + ": " + e.text
-				if !e.websocket {
-					s.writeFrame(s.client, nil, errorFrame(s.versionOr(), e.text), websocket.TextMessage)
-				}
-				s.sendClose(s.client, e.code, e.text)
-				s.sendClose(s.upstream, websocket.CloseGoingAway, "client sent invalid "+what)
-			} else {
-				s.ending = "upstream sent invalid " + what + ": " + e.text
-				msg := "upstream sent invalid " + what + " (" + e.text + ")"
-				s.tellClient(msg)
-				s.sendClose(s.client, websocket.CloseInternalServerErr, msg)
-				s.sendClose(s.upstream, e.code, e.text)
-			}
-		}
-		if e.kind != endClosed && e.kind != endLost {
-			s.log.Info("closing session", zap.String("reason", s.ending))
-		}
-		s.armAbort()
-	})
-}
-
-// versionOr is the negotiated STOMP version, for escaping stompgate's own
-// ERROR frames.
-func (s *Session) versionOr() inspect.Version {
-	if s.stomp != nil {
-		return s.stomp.negotiatedVersion()
-	}
-	return inspect.VersionUnknown
-}
-
-// sendClose sends one close frame on l unless one was already sent.
-func (s *Session) sendClose(l *leg, code int, text string) {
-	if !l.closeSent.CompareAndSwap(false, true) {
-		return
-	}
-	if len(text) > 123 { // RFC 6455 §5.5: control payload ≤ 125 bytes
-		text = text[:123]
-	}
-	l.mu.Lock()
-	l.sentCode, l.sentText = code, text
-	l.mu.Unlock()
-	_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(s.h.opts.CloseTimeout))
-}
-
-// mapCloseCode turns a close received from one leg into what the other leg
-// gets: 1005 (the frame had no code) is sent as 1000, as a close frame may
-// not carry 1005 (RFC 6455 §7.4.1). The other codes that may not travel,
-// 1006 and 1015, never get here: wsconn rejects a close frame carrying
-// them as a protocol error, and a connection gone without a close frame is
-// lost (classify), not closed.
-func mapCloseCode(code int, text string) (int, string) {
-	if code == websocket.CloseNoStatusReceived {
-		return websocket.CloseNormalClosure, ""
-	}
-	return code, text
-}
-
-func lostReason(name string, err error) string {
-	var rh tls.RecordHeaderError
-	var ae tls.AlertError
-	if errors.As(err, &rh) || errors.As(err, &ae) {
-		return name + " TLS failure"
-	}
-	var nerr net.Error
-	if errors.As(err, &nerr) && nerr.Timeout() {
-		return name + " write timed out"
-	}
-	return name + " connection lost"
-}
-
-func (s *Session) logEnd() {
-	fields := []zap.Field{
-		zap.Duration("duration", time.Since(s.began)),
-		zap.Int64("client_messages", s.client.msgs.Load()),
-		zap.Int64("client_bytes", s.client.bytes.Load()),
-		zap.Int64("upstream_messages", s.upstream.msgs.Load()),
-		zap.Int64("upstream_bytes", s.upstream.bytes.Load()),
-		zap.String("closed_by", s.closedBy),
-		zap.String("end", s.ending),
-	}
-	fields = append(fields, s.stompFields()...)
-	s.h.metrics.SessionDuration.Observe(time.Since(s.began).Seconds())
-	for _, l := range []*leg{s.client, s.upstream} {
-		code, text := l.closeCode(l.name == s.closedBy)
-		s.h.metrics.Close(l.hop, code)
-		fields = append(fields, zap.Int(l.name+"_close_code", code), zap.String(l.name+"_close_reason", text))
-	}
-	s.log.Info("session ended", fields...)
-}
-
-// closeCode is the code that ended this leg: the peer's if it closed first
-// (or the leg was lost: 1006), stompgate's otherwise.
-func (l *leg) closeCode(initiator bool) (int, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.lost:
-		return websocket.CloseAbnormalClosure, "connection lost"
-	case initiator && l.recvCode != 0:
-		return l.recvCode, l.recvText
-	case l.sentCode != 0:
-		return l.sentCode, l.sentText
-	}
-	return l.recvCode, l.recvText
-}
-
-// closeConn closes a gorilla connection that never became a session,
-// politely and within timeout.
-func closeConn(c *websocket.Conn, code int, text string, timeout time.Duration) {
-	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(timeout))
-	_ = c.Close()
-}
-
-// shutdown closes both legs with code and reason on stompgate's initiative.
-func (s *Session) shutdown(code int, reason string) {
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		s.closedBy = "proxy"
-		s.ending = reason
-		s.sendClose(s.client, code, reason)
-		s.sendClose(s.upstream, code, reason)
-		s.armAbort()
-	})
-}
-
-// armAbort gives both legs CloseTimeout to complete their close handshakes,
-// then aborts their TCP connections.
-func (s *Session) armAbort() {
-	deadline := time.Now().Add(s.h.opts.CloseTimeout)
-	_ = s.client.conn.SetReadDeadline(deadline)
-	_ = s.upstream.conn.SetReadDeadline(deadline)
-	s.abort = time.AfterFunc(s.h.opts.CloseTimeout, func() {
-		_ = s.client.conn.Close()
-		_ = s.upstream.conn.Close()
-	})
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,25 +33,25 @@ type stompState struct {
 	clientHB, sentUpHB inspect.HeartBeat
 	offered            inspect.Version
 	connectSeen        atomic.Bool
-	disconnectSent     atomic.Bool
-	gone               atomic.Bool            // stompgate is disconnecting a dead client
+	disconnectSent     atomic.Bool            // a DISCONNECT went to the broker, the client's or stompgate's
+	clientDisconnect   atomic.Bool            // the client's own DISCONNECT went to the broker
 	ourReceipt         atomic.Pointer[string] // receipt stompgate added to a DISCONNECT
+	byeText            atomic.Pointer[string] // the close reason after stompgate's DISCONNECT (goodbye)
 
 	// Set by the upstream→client pump.
 	upHB, sentDownHB inspect.HeartBeat
 	version          inspect.Version
 	connected        atomic.Bool
 	sawError         atomic.Bool
-	errorMessage     atomic.Pointer[string]
-	receipt          chan struct{} // closed when stompgate's own RECEIPT arrives
-	receiptOnce      sync.Once
+	errorMessage     atomic.Pointer[string] // the first ERROR's message the client was sent
 
 	// Hot-path timestamps (wsconn.Now stamps, read back with wsconn.Time,
 	// which gives a time.Time with a monotonic reading), stored with atomics.
 	clientRead, clientPong, clientWrite, pingSent, upstreamRead, upstreamWrite atomic.Int64
+	upstreamPingSent, upstreamProgress                                         atomic.Int64
 	// Counters for the log line.
-	eolsSentUp, eolsSentDown, pingsSent, pongsReceived atomic.Int64
-	lastTypeToClient, lastTypeToUp                     atomic.Int32
+	eolsSentUp, eolsSentDown, pingsSent, pongsReceived, upstreamPingsSent atomic.Int64
+	lastTypeToClient, lastTypeToUp                                        atomic.Int32
 
 	// upstreamHeard and clientHeard (method values made once) answer the
 	// engine's UpstreamHeard and ClientHeard: the pump read bytes after the
@@ -86,10 +85,26 @@ type heard struct {
 	kernelSilence time.Duration
 }
 
+// heldMsg is a client message held while the session's STOMP-ness is
+// being decided.
+type heldMsg struct {
+	mt   int
+	data []byte
+}
+
+// maxLeadMsgs: a client that sends more messages than this before its
+// first frame is not a STOMP client (they heart-beat only after CONNECT).
+const maxLeadMsgs = 64
+
 // dirState is one direction's scanner and counters.
 type dirState struct {
-	scan     inspect.Scanner
-	lead     []byte // EOLs before the client's first frame
+	scan inspect.Scanner
+	lead []byte // EOLs of the current message before the client's first frame
+	// leadMsgs: whole client messages (EOLs only, or empty) before the
+	// client's first frame, held until the session turns out to be STOMP
+	// (heart-beats before CONNECT: dropped in terminate mode) or not
+	// (forwarded as they came, one message each).
+	leadMsgs []heldMsg
 	pending  []byte // command-line bytes seen before the command was known
 	hold     []byte // a frame being held back to be rewritten
 	holding  bool
@@ -107,7 +122,7 @@ type dirState struct {
 }
 
 func newStompState(o *Options, start time.Time) *stompState {
-	st := &stompState{mode: o.STOMP.Keepalive.Mode, receipt: make(chan struct{})}
+	st := &stompState{mode: o.STOMP.Keepalive.Mode}
 	st.fromC.scan = *inspect.NewScanner(o.STOMP.Limits)
 	st.fromU.scan = *inspect.NewScanner(o.STOMP.Limits)
 	st.fromC.hop, st.fromC.dir = metrics.HopClient, metrics.ClientToUpstream
@@ -119,15 +134,18 @@ func newStompState(o *Options, start time.Time) *stompState {
 }
 
 // newStompStateFor returns the STOMP state for a session whose client
-// negotiated subprotocol proto, or nil when proto is not STOMP's. It runs
-// before the session is visible to other goroutines, so s.stomp never
-// changes after that.
+// negotiated subprotocol proto. When proto is not STOMP's, the state is
+// disabled from the start and its engine only watches the broker (upstream
+// pings). It runs before the session is visible to other goroutines, so
+// s.stomp never changes after that.
 func newStompStateFor(o *Options, proto string, start time.Time) *stompState {
 	v := inspect.VersionFromSubprotocol(proto)
-	if proto != "" && v == inspect.VersionUnknown {
-		return nil
-	}
 	st := newStompState(o, start)
+	if proto != "" && v == inspect.VersionUnknown {
+		st.disabled.Store(true)
+		st.ka.NotSTOMP()
+		return st
+	}
 	if v != inspect.VersionUnknown {
 		st.fromC.scan.SetVersion(v)
 		st.fromU.scan.SetVersion(v)
@@ -153,6 +171,10 @@ func (st *stompState) activity() keepalive.Activity {
 		PingSent:      wsconn.Time(st.pingSent.Load()),
 		UpstreamRead:  wsconn.Time(st.readSnapUpstream),
 		UpstreamWrite: wsconn.Time(st.upstreamWrite.Load()),
+		// A pong is a read like any other (ReadStamp); a blocked write
+		// that moves on proves the broker reads.
+		UpstreamPingSent: wsconn.Time(st.upstreamPingSent.Load()),
+		UpstreamProgress: wsconn.Time(st.upstreamProgress.Load()),
 		// Asked only when a read deadline has passed: bytes that reached
 		// the kernel mean the peer is alive and stompgate is late reading.
 		UpstreamHeard: st.upstreamHeard,
@@ -193,18 +215,18 @@ func heardSince(readSinceSnapshot bool, c *wsconn.Conn, h *heard) (time.Duration
 	return d, ok
 }
 
-// startStomp decides whether the session can be STOMP and, if so, starts
-// its liveness timer and hooks pings and pongs into liveness.
+// startStomp decides whether the session can be STOMP, hooks reads,
+// writes, pings and pongs into liveness and starts the liveness timer. A
+// session that is not STOMP keeps the timer only to ping the broker.
 func (s *Session) startStomp() {
 	st := s.stomp
-	if st == nil {
+	if st.disabled.Load() {
 		proto := s.client.conn.Subprotocol()
 		if s.h.opts.STOMP.Strict {
 			s.refuse("subprotocol " + strconv.Quote(proto) + " is not STOMP")
 			return
 		}
 		s.log.Debug("not a STOMP subprotocol: passing through unscanned", zap.String("subprotocol", proto))
-		return
 	}
 	now := wsconn.Now()
 	st.clientRead.Store(now)
@@ -220,42 +242,47 @@ func (s *Session) startStomp() {
 	// Data flushed to a leg is what its STOMP peer sees as traffic.
 	s.client.conn.WriteStamp = &st.clientWrite
 	s.upstream.conn.WriteStamp = &st.upstreamWrite
+	s.upstream.conn.WriteProgress = &st.upstreamProgress
 	s.client.conn.OnPong = func([]byte) {
 		st.clientPong.Store(wsconn.Now())
 		st.pongsReceived.Add(1)
 		s.h.metrics.PongsReceived.Inc()
 	}
 	st.kaMu.Lock()
-	st.timer = time.AfterFunc(time.Hour, s.onTimer)
+	watching := st.ka.Watching()
+	if watching {
+		st.timer = time.AfterFunc(time.Hour, s.onTimer)
+	}
 	st.kaMu.Unlock()
-	s.kick()
+	if watching {
+		s.kick()
+	}
 }
 
 // pong answers a ping (RFC 6455 §5.5.2). A failed write is left to the
 // pumps: the next data write to l fails the same way.
 func (s *Session) pong(l *leg, data []byte) {
-	_ = l.conn.WriteControl(websocket.PongMessage, data, time.Now().Add(s.h.opts.WriteTimeout))
+	// A zero deadline: the write fails only when the peer reads nothing
+	// for WriteTimeout (wsconn), as data writes do.
+	_ = l.conn.WriteControl(websocket.PongMessage, data, time.Time{})
 }
 
-// refuse closes a session stompgate will not carry (strict mode).
-func (s *Session) refuse(reason string) {
-	s.closeOnce.Do(func() {
-		s.closing.Store(true)
-		s.closedBy = "proxy"
-		s.ending = reason
-		s.sendClose(s.client, websocket.CloseProtocolError, reason)
-		s.sendClose(s.upstream, websocket.CloseGoingAway, "client refused by stompgate")
-		s.armAbort()
-	})
-}
-
-// disableStomp turns the session into a plain WebSocket proxy.
+// disableStomp turns the session into a plain WebSocket proxy, whose
+// broker is still watched by pings.
 func (s *Session) disableStomp(why string) {
 	st := s.stomp
 	if st.disabled.Swap(true) {
 		return
 	}
-	s.stopTimer()
+	st.kaMu.Lock()
+	st.ka.NotSTOMP()
+	watching := st.ka.Watching()
+	st.kaMu.Unlock()
+	if watching {
+		s.kick()
+	} else {
+		s.stopTimer()
+	}
 	s.log.Debug("not STOMP: passing through unscanned", zap.String("why", why))
 }
 
@@ -309,7 +336,7 @@ func (s *Session) onTimer() {
 		st.eolsSentDown.Add(1)
 		s.h.metrics.HeartbeatSent(metrics.HopClient)
 	}
-	const rare = keepalive.PingClient | keepalive.ClientDead | keepalive.UpstreamDead
+	const rare = keepalive.PingClient | keepalive.PingUpstream | keepalive.ClientDead | keepalive.UpstreamDead
 	if acts&rare != 0 {
 		s.onTimerRare(acts)
 	}
@@ -382,9 +409,18 @@ func (s *Session) onTimerRare(acts keepalive.Actions) {
 		// Stamped before the write: a pong can be read before WriteControl
 		// returns, and a stamp after it would make that pong look early.
 		st.pingSent.Store(wsconn.Now())
-		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.opts.WriteTimeout)); err == nil {
+		if err := s.client.conn.WriteControl(websocket.PingMessage, nil, time.Time{}); err == nil {
 			st.pingsSent.Add(1)
 			s.h.metrics.PingsSent.Inc()
+		}
+	}
+	if acts.Has(keepalive.PingUpstream) {
+		// Stamped before the write, as the client's. The write may wait
+		// behind data the broker is slow to read: its progress counts as
+		// an answer meanwhile (WriteProgress).
+		st.upstreamPingSent.Store(wsconn.Now())
+		if err := s.upstream.conn.WriteControl(websocket.PingMessage, nil, time.Time{}); err == nil {
+			st.upstreamPingsSent.Add(1)
 		}
 	}
 	if !acts.Has(keepalive.ClientDead) && !acts.Has(keepalive.UpstreamDead) {
@@ -395,7 +431,7 @@ func (s *Session) onTimerRare(acts keepalive.Actions) {
 	st.kaMu.Unlock()
 	switch {
 	case acts.Has(keepalive.ClientDead):
-		s.clientGone(end{leg: s.client, kind: endDead, text: verdict.String()})
+		s.finish(end{leg: s.client, kind: endDead, text: verdict.String()})
 	case acts.Has(keepalive.UpstreamDead):
 		s.finish(end{leg: s.upstream, kind: endDead, text: verdict.String()})
 	}
@@ -416,67 +452,6 @@ func (s *Session) sendEOL(l *leg, toward *dirState, mt *atomic.Int32) bool {
 }
 
 var eol = []byte{'\n'}
-
-// clientGone handles a dead or lost client: the broker gets a DISCONNECT
-// with a receipt (waited for at most CloseTimeout), so it drops the
-// subscriptions at once, then a close.
-func (s *Session) clientGone(e end) {
-	st := s.stomp
-	if st != nil && !st.disabled.Load() && st.connectSeen.Load() && !st.disconnectSent.Load() && !s.closing.Load() {
-		receipt := "stompgate-gone-" + s.id
-		frame := []byte("DISCONNECT\nreceipt:" + receipt + "\n\n\x00")
-		st.gone.Store(true)
-		st.ourReceipt.Store(&receipt)
-		if s.writeFrame(s.upstream, &st.fromC, frame, websocket.TextMessage) {
-			st.disconnectSent.Store(true)
-			select {
-			case <-st.receipt:
-			case <-time.After(s.h.opts.CloseTimeout):
-			}
-		}
-	}
-	s.finish(e)
-}
-
-// writeFrame writes one whole frame as its own message, between frames of
-// that direction, within WriteTimeout.
-func (s *Session) writeFrame(l *leg, toward *dirState, frame []byte, mt int) bool {
-	deadline := time.Now().Add(s.h.opts.CloseTimeout)
-	for !l.wmu.TryLock() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	defer l.wmu.Unlock()
-	if l.truncated.Load() || (toward != nil && toward.midFrame.Load()) {
-		return false
-	}
-	return l.conn.WriteMessage(mt, frame) == nil
-}
-
-// errorFrame builds a STOMP ERROR whose message header says what happened.
-func errorFrame(v inspect.Version, message string) []byte {
-	b := make([]byte, 0, 64+len(message))
-	b = append(b, "ERROR\ncontent-type:text/plain\nmessage:"...)
-	b = inspect.AppendEscaped(b, message, v)
-	b = append(b, "\ncontent-length:"...)
-	b = strconv.AppendInt(b, int64(len(message)), 10)
-	b = append(b, "\n\n"...)
-	b = append(b, message...)
-	return append(b, 0)
-}
-
-// tellClient sends the client a STOMP ERROR before stompgate closes it, when
-// the client is speaking STOMP and would otherwise see only a close code.
-func (s *Session) tellClient(message string) {
-	st := s.stomp
-	if st == nil || st.disabled.Load() || !st.connectSeen.Load() || st.sawError.Load() || st.disconnectSent.Load() {
-		return
-	}
-	st.sawError.Store(true)
-	s.writeFrame(s.client, &st.fromU, errorFrame(st.negotiatedVersion(), message), int(st.lastTypeToClient.Load()))
-}
 
 // filter scans one chunk read from src and writes what the other side must
 // get into out: ranges of the chunk, and the rewritten frames that were held
@@ -543,9 +518,10 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 				// Heart-beats before CONNECT never reach the broker in
 				// terminate mode: Spring answers them with ERROR + 1002.
 				if !terminate {
+					s.writeHeld(d, out.dst)
 					out.write(d.lead)
 				}
-				d.lead = d.lead[:0]
+				d.lead, d.leadMsgs = d.lead[:0], nil
 				undecided = false
 			}
 			if d.holding {
@@ -563,7 +539,10 @@ func (s *Session) filter(d *dirState, fromClient bool, chunk []byte, out *msgWri
 		}
 		switch ev.Kind {
 		case inspect.HeadersEnd:
-			if !fromClient && ev.Command == inspect.CmdError {
+			// The ERROR the client is sent, the first one: not one
+			// discarded after the end (a broker's answer to stompgate's
+			// own DISCONNECT).
+			if !fromClient && ev.Command == inspect.CmdError && !out.discard && !st.sawError.Load() {
 				st.sawError.Store(true)
 				if m, ok := d.scan.Header("message"); ok {
 					msg := string(m)
@@ -597,27 +576,62 @@ func (s *Session) publishFrames(d *dirState) {
 	d.runN = 0
 }
 
-// flushUndecided writes what was buffered while the session's STOMP-ness
-// was being decided.
+// flushUndecided writes what was held while the session's STOMP-ness was
+// being decided: the whole messages as they came, then what the current
+// message held (out has not begun: nothing of it was written).
 func (s *Session) flushUndecided(d *dirState, out *msgWriter) {
+	s.writeHeld(d, out.dst)
 	out.write(d.lead)
 	out.write(d.pending)
 	d.lead, d.pending = nil, nil
 }
 
+// writeHeld forwards the held whole messages to dst, each as the message
+// it was (type, boundaries, emptiness).
+func (s *Session) writeHeld(d *dirState, dst *leg) {
+	for _, m := range d.leadMsgs {
+		dst.wmu.Lock()
+		if !dst.truncated.Load() {
+			dst.conn.BeginMessage(m.mt)
+			if err := dst.conn.WriteEnd(m.data); err != nil {
+				dst.wmu.Unlock()
+				s.writeFailed(dst, err)
+				break
+			}
+		}
+		dst.wmu.Unlock()
+	}
+	d.leadMsgs = nil
+}
+
 // endOfClientMessage is called after each whole client message. A STOMP
 // client's first message holds at least CONNECT's command line, so a first
-// message that leaves a partial line behind is not STOMP.
-func (s *Session) endOfClientMessage(d *dirState, out *msgWriter) error {
-	if d.first || len(d.pending) == 0 {
-		return nil
+// message that leaves a partial line behind is not STOMP. One made only of
+// EOLs, or empty, is held (held) until the session is known to be STOMP
+// or not.
+func (s *Session) endOfClientMessage(d *dirState, out *msgWriter) (held bool, err error) {
+	if d.first {
+		return false, nil
+	}
+	if len(d.pending) == 0 {
+		if len(d.leadMsgs) < maxLeadMsgs {
+			d.leadMsgs = append(d.leadMsgs, heldMsg{mt: out.mt, data: append([]byte(nil), d.lead...)})
+			d.lead = d.lead[:0]
+			return true, nil
+		}
+		if s.h.opts.STOMP.Strict {
+			return false, &protocolError{msg: "first frame must be CONNECT or STOMP", code: websocket.CloseProtocolError}
+		}
+		s.disableStomp("client sent " + strconv.Itoa(maxLeadMsgs) + " messages before a frame")
+		s.flushUndecided(d, out)
+		return false, nil
 	}
 	if s.h.opts.STOMP.Strict {
-		return &protocolError{msg: "first frame must be CONNECT or STOMP", code: websocket.CloseProtocolError}
+		return false, &protocolError{msg: "first frame must be CONNECT or STOMP", code: websocket.CloseProtocolError}
 	}
 	s.disableStomp("client's first message is not a STOMP frame")
 	s.flushUndecided(d, out)
-	return nil
+	return false, nil
 }
 
 // frameStart decides, when a frame's command is known, whether the session
@@ -704,6 +718,7 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		}
 		out.write(frame)
 		st.disconnectSent.Store(true)
+		st.clientDisconnect.Store(true)
 		st.kaMu.Lock()
 		st.ka.DisconnectForwarded()
 		st.kaMu.Unlock()
@@ -739,9 +754,11 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 	case !fromClient && cmd == inspect.CmdReceipt:
 		id, _ := inspect.HeaderValue(frame, "receipt-id")
 		if ours := st.ourReceipt.Load(); ours != nil && string(id) == *ours {
-			// stompgate's own receipt: the client never asked for it.
-			st.receiptOnce.Do(func() { close(st.receipt) })
-			if !s.closing.Load() && !st.gone.Load() {
+			// stompgate's own receipt: the client never asked for it. It
+			// answers the client's DISCONNECT, or stompgate's goodbye.
+			if s.closing.Load() {
+				s.goodbyeDone()
+			} else {
 				s.finish(end{leg: s.client, kind: endDisconnected})
 			}
 			return nil
@@ -770,30 +787,33 @@ func kaVersion(v inspect.Version) keepalive.Version {
 // stompFields adds the STOMP part of a session's log line.
 func (s *Session) stompFields() []zap.Field {
 	st := s.stomp
-	if st == nil || st.disabled.Load() {
-		return []zap.Field{zap.Bool("stomp", false)}
-	}
 	st.kaMu.Lock()
 	up, down := st.ka.Periods()
 	verdict, kernelSilence := st.verdict, st.kernelSilence
 	st.kaMu.Unlock()
-	fields := []zap.Field{
-		zap.Bool("stomp", true),
-		zap.String("stomp_version", st.version.String()),
-		zap.String("client_heart_beat", st.clientHB.String()),
-		zap.String("upstream_heart_beat", st.upHB.String()),
-		zap.Duration("up_send_period", up.Send),
-		zap.Duration("up_recv_period", up.Recv),
-		zap.Duration("down_send_period", down.Send),
-		zap.Duration("down_recv_period", down.Recv),
-		zap.Int64("heartbeats_from_client", st.fromC.eols.Load()),
-		zap.Int64("heartbeats_from_upstream", st.fromU.eols.Load()),
-		zap.Int64("heartbeats_to_upstream", st.eolsSentUp.Load()),
-		zap.Int64("heartbeats_to_client", st.eolsSentDown.Load()),
-		zap.Int64("pings_sent", st.pingsSent.Load()),
-		zap.Int64("pongs_received", st.pongsReceived.Load()),
-		zap.Object("frames_from_client", commandCounts{&st.fromC}),
-		zap.Object("frames_from_upstream", commandCounts{&st.fromU}),
+	var fields []zap.Field
+	if st.disabled.Load() {
+		fields = append(fields, zap.Bool("stomp", false), zap.Int64("upstream_pings_sent", st.upstreamPingsSent.Load()))
+	} else {
+		fields = append(fields,
+			zap.Bool("stomp", true),
+			zap.String("stomp_version", st.version.String()),
+			zap.String("client_heart_beat", st.clientHB.String()),
+			zap.String("upstream_heart_beat", st.upHB.String()),
+			zap.Duration("up_send_period", up.Send),
+			zap.Duration("up_recv_period", up.Recv),
+			zap.Duration("down_send_period", down.Send),
+			zap.Duration("down_recv_period", down.Recv),
+			zap.Int64("heartbeats_from_client", st.fromC.eols.Load()),
+			zap.Int64("heartbeats_from_upstream", st.fromU.eols.Load()),
+			zap.Int64("heartbeats_to_upstream", st.eolsSentUp.Load()),
+			zap.Int64("heartbeats_to_client", st.eolsSentDown.Load()),
+			zap.Int64("pings_sent", st.pingsSent.Load()),
+			zap.Int64("pongs_received", st.pongsReceived.Load()),
+			zap.Int64("upstream_pings_sent", st.upstreamPingsSent.Load()),
+			zap.Object("frames_from_client", commandCounts{&st.fromC}),
+			zap.Object("frames_from_upstream", commandCounts{&st.fromU}),
+		)
 	}
 	if verdict.Dead() {
 		fields = append(fields, zap.String("liveness_verdict", verdict.String()))
@@ -822,14 +842,4 @@ func (c commandCounts) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		}
 	}
 	return nil
-}
-
-func describeClose(code int, text string) string {
-	if code == websocket.CloseNoStatusReceived {
-		return "upstream closed the connection without a status code"
-	}
-	if text == "" {
-		return fmt.Sprintf("upstream closed the connection with %d", code)
-	}
-	return fmt.Sprintf("upstream closed the connection with %d (%s)", code, text)
 }

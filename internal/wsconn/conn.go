@@ -233,11 +233,11 @@ type Conn struct {
 	// woken only when about a third of the send buffer has drained, and
 	// loopback sockets autotune theirs to ~4 MiB (a peer reading 64 KiB/s
 	// would wake it every 20 s). So on Linux the wait also has checkpoints,
-	// every WriteTimeout/4, where SIOCOUTQ tells whether the peer
-	// acknowledged (TCP) or read (Unix) bytes since the last look: then the
-	// write waits on, and fails WriteTimeout after the last checkpoint that
-	// saw progress (up to a quarter of WriteTimeout later than the
-	// progress itself).
+	// every WriteTimeout/4 and at most every maxCheckpoint, where SIOCOUTQ
+	// tells whether the peer acknowledged (TCP) or read (Unix) bytes since
+	// the last look: then the write waits on, and fails WriteTimeout after
+	// the last checkpoint that saw progress (at most one checkpoint interval
+	// later than the progress itself).
 	//
 	// On other connections (TLS) progress is seen per chunk of at most
 	// 16 KiB, and a flush fails after between WriteTimeout and 1.5 ×
@@ -1426,11 +1426,17 @@ func (c *Conn) blocked(fd uintptr, sent bool) {
 func (c *Conn) armWait(now int64) {
 	d := c.wlast + int64(c.WriteTimeout)
 	if c.wacks {
-		d = min(d, now+int64(c.WriteTimeout/4))
+		d = min(d, now+int64(min(c.WriteTimeout/4, maxCheckpoint)))
 	}
 	// An error means the socket is closed: the wait reports it.
 	_ = c.setWriteDeadline(d)
 }
+
+// maxCheckpoint bounds the interval between a waiting write's looks at
+// its send queue, and so how late after the peer's last progress a write
+// can fail: a quarter of the default 10 s WriteTimeout would be 2.5 s. A
+// look is one ioctl, only while a write waits.
+const maxCheckpoint = 250 * time.Millisecond
 
 // checkpoint runs when a waiting write's deadline passed under the
 // WriteTimeout rule, and reports whether the write should wait on: the
