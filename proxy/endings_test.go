@@ -249,6 +249,12 @@ func TestFloodAfterClientGoneIsNotConsumed(t *testing.T) {
 	m := e.ContextMap()
 	discarded, _ := m["upstream_discarded_bytes"].(int64)
 	t.Logf("ended %q; read %d bytes from the broker after the decision; the broker wrote %d in all", m["end"], discarded, wrote.Load())
+	// What the broker could write in all: what filled the socket buffers
+	// on the way (a few MiB each on loopback) and the 1 MiB; without the
+	// bound, stompgate read hundreds of MiB in the close timeout.
+	if wrote.Load() > 32<<20 {
+		t.Fatalf("the broker wrote %d bytes: stompgate kept consuming its flood", wrote.Load())
+	}
 	if discarded > maxDiscard+64<<10 {
 		t.Fatalf("read %d bytes from the broker after deciding the client was gone, want at most 1 MiB", discarded)
 	}
@@ -346,5 +352,59 @@ func TestOversizedSplitFrameErrorArrives(t *testing.T) {
 				t.Fatal("no ERROR before the close")
 			}
 		})
+	}
+}
+
+// A close never waits CLOSE_TIMEOUT and then WRITE_TIMEOUT more behind a
+// blocked data write: once the end is decided, every write, a blocked one
+// included, ends at the close deadline.
+func TestCloseIsBoundedBehindABlockedWrite(t *testing.T) {
+	release := make(chan struct{})
+	up := newUpstream(t, nil, func(c *websocket.Conn) {
+		msg := bytes.Repeat([]byte("m"), 64<<10)
+		for {
+			select {
+			case <-release:
+				return
+			default:
+			}
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			c.WriteMessage(websocket.BinaryMessage, msg)
+		}
+	})
+	const closeTimeout = 300 * time.Millisecond
+	p := newProxy(t, up.wsURL(), func(o *Options) {
+		o.CloseTimeout = closeTimeout
+		o.WriteTimeout = 10 * time.Second
+	})
+	t.Cleanup(func() { close(release) })
+	d := websocket.Dialer{NetDial: wstest.DialReadBuffer(4096)}
+	c, _, err := d.Dial(p.url("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The client reads nothing: stompgate's write to it blocks.
+	// Blocked: what stompgate read from the broker stops growing.
+	var last int64
+	var still time.Time
+	waitFor(t, 5*time.Second, func() bool {
+		s := p.h.Sessions()
+		if len(s) != 1 || s[0].UpstreamBytes == 0 {
+			return false
+		}
+		if s[0].UpstreamBytes != last {
+			last, still = s[0].UpstreamBytes, time.Now()
+			return false
+		}
+		return time.Since(still) > 200*time.Millisecond
+	})
+	start := time.Now()
+	p.h.CloseAll(websocket.CloseGoingAway, "bye")
+	e := p.waitSessionEnd(t, 5*time.Second)
+	took := e.Time.Sub(start)
+	t.Logf("session ended %v after the decision: %v", took.Round(time.Millisecond), e.ContextMap()["end"])
+	if took > closeTimeout+500*time.Millisecond {
+		t.Fatalf("session ended %v after the decision, want within CLOSE_TIMEOUT (%v)", took, closeTimeout)
 	}
 }
