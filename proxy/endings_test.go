@@ -136,7 +136,7 @@ func TestWriteTimeoutMeansNoProgress(t *testing.T) {
 	// reading rate bytes a second (0: nothing), and reports when the
 	// session ended, counted from stompgate's last progress: the last time
 	// bytes reached the broker's socket.
-	run := func(t *testing.T, rate int, sendFor time.Duration) (cut time.Duration, ended bool) {
+	run := func(t *testing.T, rate int, sendFor time.Duration, mod func(*Options)) (cut time.Duration, ended bool) {
 		release := make(chan struct{})
 		var lastArrival atomic.Int64
 		up := newUpstream(t, nil, func(c *websocket.Conn) {
@@ -172,7 +172,12 @@ func TestWriteTimeoutMeansNoProgress(t *testing.T) {
 				time.Sleep(time.Duration(len(buf)) * time.Second / time.Duration(rate))
 			}
 		})
-		p := newProxy(t, up.wsURL(), func(o *Options) { o.WriteTimeout = writeTimeout })
+		p := newProxy(t, up.wsURL(), func(o *Options) {
+			o.WriteTimeout = writeTimeout
+			if mod != nil {
+				mod(o)
+			}
+		})
 		// Registered last, so it runs first: the broker stops (and closes)
 		// before the proxy's cleanup waits for the session.
 		t.Cleanup(func() { close(release) })
@@ -199,12 +204,23 @@ func TestWriteTimeoutMeansNoProgress(t *testing.T) {
 		return 0, false
 	}
 	t.Run("slow reader is never cut", func(t *testing.T) {
-		if cut, ended := run(t, 64<<10, 5*writeTimeout); ended {
+		if cut, ended := run(t, 64<<10, 5*writeTimeout, nil); ended {
 			t.Fatalf("a broker reading 64 KiB/s was cut after %v", cut)
 		}
 	})
+	// The broker reads raw bytes and so answers no ping, and the pings
+	// wait behind the data anyway: the progress of stompgate's writes is
+	// its proof of life.
+	t.Run("slow reader is alive without pongs", func(t *testing.T) {
+		pings := func(o *Options) {
+			o.STOMP.Keepalive = keepalive.Config{UpstreamPingInterval: 300 * time.Millisecond, PongTimeout: 500 * time.Millisecond, IdleTimeout: -1}
+		}
+		if cut, ended := run(t, 64<<10, 3*writeTimeout, pings); ended {
+			t.Fatalf("a broker reading 64 KiB/s, pinged every 300ms, was cut after %v", cut)
+		}
+	})
 	t.Run("reader of nothing is cut", func(t *testing.T) {
-		cut, ended := run(t, 0, writeTimeout+2*time.Second)
+		cut, ended := run(t, 0, writeTimeout+2*time.Second, nil)
 		if !ended {
 			t.Fatal("a broker reading nothing was not cut")
 		}
