@@ -3,7 +3,8 @@ package main
 // Tests that run stompgate as a real process: the test binary re-executes
 // itself with STOMPGATE_TEST_HELPER set, and then runs main's run (the
 // whole serve path, configured by the environment, with real signals), or
-// a small upstream HTTP server that a test can freeze with SIGSTOP.
+// a small upstream HTTP server, or the Spring-semantics STOMP broker
+// (frozen_test.go), either of which a test can freeze with SIGSTOP.
 
 import (
 	"bufio"
@@ -33,6 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(run(nil, os.Stdout, os.Stderr))
 	case "upstream":
 		os.Exit(helperUpstream())
+	case "springbroker":
+		os.Exit(helperSpringBroker())
 	}
 	os.Exit(m.Run())
 }
