@@ -49,6 +49,10 @@
 //	                   STOMP 1.0 broker
 //	broker → stompgate no data for Tsc_up×Tolerance, measured from the later   Spring uses 3×, RabbitMQ 2–3×
 //	                   of CONNECTED and the last upstream read → UpstreamDead   (§2.3, §3.3, §6)
+//	                   no such deadline (Tsc_up=0, before CONNECTED): no sign   a frozen broker's kernel still
+//	                   of life for UpstreamPingInterval → PingUpstream; ping    accepts bytes; RFC 6455 §5.5.2
+//	                   unanswered for PongTimeout → UpstreamDead (any read,      makes its WebSocket layer answer
+//	                   unread bytes or progress of a blocked write answers)
 //
 // A deadline that has passed is checked once more against bytes that have
 // reached the host but were not read in time (Activity.UpstreamHeard,
@@ -92,7 +96,16 @@
 //     the client is alive.
 //
 // It never emits at Tsc/2 or Tcs/2 (the peers' own heart-beats do that) and
-// never declares the broker dead (the client watches the broker end to end).
+// has no heart-beat deadline for the broker (the client watches the broker
+// end to end); it still pings the broker (PingUpstream, as above), so a
+// frozen broker is found even when neither peer heart-beats.
+//
+// # Sessions that are not STOMP
+//
+// After [Session.NotSTOMP] the engine only pings the broker (when
+// UpstreamPingInterval is set) and judges it by its answers; it no longer
+// probes the client nor emits EOLs. [Session.Watching] tells the proxy
+// whether a timer is still needed.
 // Note that the idle-coverage EOLs can satisfy a broker whose read deadline
 // (e.g. Spring's 3×Tcs) is longer than 40% of IdleTimeout even if the client
 // stopped heart-beating but still answers pings.
