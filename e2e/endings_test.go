@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stompgate/stompgate/e2e/peers"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
@@ -119,5 +120,30 @@ func TestRabbitBadPasscodeLogsTheErrorTheClientSaw(t *testing.T) {
 	t.Logf("client saw ERROR message:%q; session ended: %v", f.Headers["message"], e.ContextMap())
 	if got := field(e, "upstream_error"); got != f.Headers["message"] || got != "Bad CONNECT" {
 		t.Fatalf("upstream_error=%q, client saw %q (want Bad CONNECT)", got, f.Headers["message"])
+	}
+}
+
+// nginx's proxy_read_timeout cuts a silent tunnel: stompgate sees its
+// client leg go (nginx sends no close frame) and names the client's loss
+// as the cause, although RabbitMQ then closes with 1000 "STOMP died".
+func TestRabbitClientCutByNginxIsTheClients(t *testing.T) {
+	origin, path := rabbit(t)
+	peers.Nginx(t)
+	const timeout = time.Second
+	g := startGate(t, origin, func(o *proxy.Options) {
+		// No keepalive traffic toward the client: nginx will cut it.
+		o.STOMP.Keepalive = keepalive.Config{IdleTimeout: -1}
+	})
+	addr := peers.StartNginx(t, nginxWebSocketConf(strings.TrimPrefix(g.srv.URL, "http://"), timeout))
+	c, _, err := dialStomp(t, "ws://"+addr+path, nil, "v12.stomp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.connect("heart-beat", "0,0")
+	e := g.sessionEnd(t, 10*timeout)
+	t.Logf("session ended: %v", e.ContextMap())
+	end, _ := field(e, "end").(string)
+	if field(e, "closed_by") != "client" || !strings.HasPrefix(end, "client connection lost") || field(e, "client_close_code") != int64(1006) || e.Level != zapcore.WarnLevel {
+		t.Fatalf("logged closed_by=%v end=%q client_close_code=%v at %v, want the client's loss (1006) at warn", field(e, "closed_by"), end, field(e, "client_close_code"), e.Level)
 	}
 }
