@@ -270,9 +270,12 @@ func New(nc net.Conn, role Role, subprotocol string, buffered []byte) *Conn {
 		}
 	}
 	if len(buffered) > 0 {
-		if len(buffered) > largeReadSize {
+		if len(buffered) >= largeReadSize {
 			// Never happens with gorilla's small handshake buffers;
-			// refuse rather than truncate.
+			// refuse rather than truncate. A buffer filled to the last
+			// byte is refused too: it would leave a read before TryPiece
+			// no room, and a read of 0 bytes looks like the peer's EOF
+			// (found by FuzzReadServer).
 			c.readErr = &ProtocolError{Msg: "too many bytes buffered after the handshake"}
 			return c
 		}
