@@ -7,9 +7,7 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"os"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -32,20 +30,7 @@ import (
 // EAGAIN).
 func unixPair(t *testing.T) (w, r *net.UnixConn) {
 	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	w, r = conn(fds[0]), conn(fds[1])
+	w, r = socketPair(t)
 	t.Cleanup(func() { w.Close(); r.Close() })
 	if err := w.SetWriteBuffer(1); err != nil {
 		t.Fatal(err)
