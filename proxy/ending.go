@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/stompgate/stompgate/inspect"
+	"github.com/stompgate/stompgate/stompflow"
 )
 
 // How a session ends. Whatever ends a session calls finish with what
@@ -72,8 +71,7 @@ func (s *Session) finish(e end) {
 // RECEIPT), and so does the client leaving: the session ended because
 // the client disconnected.
 func (s *Session) attribute(e end) end {
-	st := s.stomp
-	if st == nil || !st.clientDisconnect.Load() || (e.kind != endClosed && e.kind != endLost) {
+	if !s.conv.ClientDisconnected() || (e.kind != endClosed && e.kind != endLost) {
 		return e
 	}
 	ack := e
@@ -85,6 +83,7 @@ func (s *Session) attribute(e end) end {
 // CloseTimeout, after which both connections are aborted.
 func (s *Session) decide(e end) {
 	s.closing.Store(true)
+	s.conv.End()
 	s.cause = e
 	deadline := time.Now().Add(s.h.opts.CloseTimeout)
 	s.closeDeadline = deadline
@@ -168,7 +167,7 @@ func (s *Session) decide(e end) {
 			if !e.websocket {
 				// Even before CONNECT went through: a bad first frame
 				// deserves its ERROR too.
-				s.writeFrame(s.client, nil, errorFrame(s.versionOr(), e.text), websocket.TextMessage)
+				s.client.writeFrame(stompflow.ErrorFrame(s.conv.Version(), e.text), s.h.opts.CloseTimeout)
 			}
 			s.sendClose(client, e.code, e.text)
 			s.sendClose(upstream, websocket.CloseGoingAway, "client sent invalid "+what)
@@ -215,38 +214,30 @@ func (s *Session) markLost(l *leg) {
 // goodbye ends the broker leg for a client that is gone (or stompgate
 // going away): a broker that sent CONNECTED gets a DISCONNECT with a
 // receipt first, so it drops the client's subscriptions at once, and then
-// a close 1000 when its RECEIPT arrives (release), or at half the close
-// timeout without one, leaving the other half to the close handshake.
+// a close 1000 when its RECEIPT arrives (flowEvents.OwnReceipt), or at half
+// the close timeout without one, leaving the other half to the close
+// handshake.
 // The broker closing first ends the wait too (closeHandler echoes it).
 // Without a DISCONNECT the broker gets code and text at once.
 func (s *Session) goodbye(code int, text string) {
-	st := s.stomp
-	if st == nil || st.disabled.Load() || !st.connected.Load() || st.disconnectSent.Load() {
-		s.sendClose(s.upstream, code, text)
-		return
-	}
 	receipt := "stompgate-gone-" + s.id
 	if s.cause.kind == endDrain {
 		receipt = "stompgate-drain-" + s.id
 	}
-	st.ourReceipt.Store(&receipt)
-	st.byeText.Store(&text)
-	frame := []byte("DISCONNECT\nreceipt:" + receipt + "\n\n\x00")
-	if !s.writeFrame(s.upstream, &st.fromC, frame, int(st.lastTypeToUp.Load())) {
+	// byeText is set before the DISCONNECT can be answered, and read after.
+	s.byeText = text
+	frame, ok := s.conv.Goodbye(receipt)
+	if !ok || !s.upstream.writeFrame(frame, s.h.opts.CloseTimeout) {
 		s.sendClose(s.upstream, code, text)
 		return
 	}
-	st.disconnectSent.Store(true)
+	s.conv.GoodbyeSent()
 	s.byeTimer = time.AfterFunc(s.h.opts.CloseTimeout/2, s.goodbyeDone)
 }
 
 // goodbyeDone closes the broker leg after stompgate's DISCONNECT.
 func (s *Session) goodbyeDone() {
-	text := ""
-	if t := s.stomp.byeText.Load(); t != nil {
-		text = *t
-	}
-	s.sendClose(s.upstream, websocket.CloseNormalClosure, text)
+	s.sendClose(s.upstream, websocket.CloseNormalClosure, s.byeText)
 }
 
 // closeHandler records the peer's close frame and, when stompgate has not
@@ -312,7 +303,7 @@ func (s *Session) pumpEnded(src *leg, e end) {
 	if s.pumpsLeft.Add(-1) > 0 {
 		return
 	}
-	s.stopTimer()
+	s.live.stop()
 	s.abort.Stop()
 	if s.byeTimer != nil {
 		s.byeTimer.Stop()
@@ -389,22 +380,6 @@ func (s *Session) logEnd() {
 	s.log.Log(level, "session ended", fields...)
 }
 
-// closeCode is the code that ended this leg: the peer's if it closed first
-// (or the leg was lost: 1006), stompgate's otherwise.
-func (l *leg) closeCode(initiator bool) (int, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.lost:
-		return websocket.CloseAbnormalClosure, "connection lost"
-	case initiator && l.recvCode != 0:
-		return l.recvCode, l.recvText
-	case l.sentCode != 0:
-		return l.sentCode, l.sentText
-	}
-	return l.recvCode, l.recvText
-}
-
 // closeConn closes a gorilla connection that never became a session,
 // politely and within timeout.
 func closeConn(c *websocket.Conn, code int, text string, timeout time.Duration) {
@@ -428,52 +403,11 @@ func (s *Session) drainClose() { s.finish(end{kind: endDrain}) }
 // refuse closes a session stompgate will not carry (strict mode).
 func (s *Session) refuse(reason string) { s.finish(end{kind: endRefused, text: reason}) }
 
-// writeFrame writes one whole frame as its own message, between frames of
-// that direction; it waits at most CloseTimeout for a message being
-// written to l to end.
-func (s *Session) writeFrame(l *leg, toward *dirState, frame []byte, mt int) bool {
-	deadline := time.Now().Add(s.h.opts.CloseTimeout)
-	for !l.wmu.TryLock() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	defer l.wmu.Unlock()
-	if l.truncated.Load() || (toward != nil && toward.midFrame.Load()) {
-		return false
-	}
-	return l.conn.WriteMessage(mt, frame) == nil
-}
-
-// versionOr is the negotiated STOMP version, for escaping stompgate's own
-// ERROR frames.
-func (s *Session) versionOr() inspect.Version {
-	if s.stomp != nil {
-		return s.stomp.negotiatedVersion()
-	}
-	return inspect.VersionUnknown
-}
-
-// errorFrame builds a STOMP ERROR whose message header says what happened.
-func errorFrame(v inspect.Version, message string) []byte {
-	b := make([]byte, 0, 64+len(message))
-	b = append(b, "ERROR\ncontent-type:text/plain\nmessage:"...)
-	b = inspect.AppendEscaped(b, message, v)
-	b = append(b, "\ncontent-length:"...)
-	b = strconv.AppendInt(b, int64(len(message)), 10)
-	b = append(b, "\n\n"...)
-	b = append(b, message...)
-	return append(b, 0)
-}
-
 // tellClient sends the client a STOMP ERROR before stompgate closes it, when
 // the client is speaking STOMP and would otherwise see only a close code.
 func (s *Session) tellClient(message string) {
-	st := s.stomp
-	if st == nil || st.disabled.Load() || !st.connectSeen.Load() || st.sawError.Load() || st.disconnectSent.Load() {
+	if !s.conv.ClaimError() {
 		return
 	}
-	st.sawError.Store(true)
-	s.writeFrame(s.client, &st.fromU, errorFrame(st.negotiatedVersion(), message), int(st.lastTypeToClient.Load()))
+	s.client.writeFrame(stompflow.ErrorFrame(s.conv.Version(), message), s.h.opts.CloseTimeout)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/internal/wsconn"
+	"github.com/stompgate/stompgate/stompflow"
 )
 
 // SessionInfo is a snapshot of one session for the admin API
@@ -77,57 +78,51 @@ func (s *Session) info() SessionInfo {
 		ClientBytes:      s.client.bytes.Load(),
 		UpstreamBytes:    s.upstream.bytes.Load(),
 	}
-	st := s.stomp
-	if st == nil || st.disabled.Load() {
+	if s.conv.Disabled() {
 		return si
 	}
-	st.kaMu.Lock()
-	up, down := st.ka.Periods()
-	clientHB, sentUpHB, upHB, sentDownHB, version := st.clientHB, st.sentUpHB, st.upHB, st.sentDownHB, st.version
-	st.kaMu.Unlock()
-	connected := st.connected.Load()
+	up, down := s.live.periods()
+	neg := s.conv.Negotiated()
+	connected := s.conv.Connected()
+	c, u := s.client, s.upstream
 	si.STOMP = &STOMPInfo{
-		Mode:      st.mode.String(),
+		Mode:      s.h.opts.STOMP.Keepalive.Mode.String(),
 		Connected: connected,
 		Client: HopInfo{
 			SendPeriodMS:       down.Send.Milliseconds(),
 			ReceivePeriodMS:    down.Recv.Milliseconds(),
-			HeartbeatsReceived: st.fromC.eols.Load(),
-			HeartbeatsSent:     st.eolsSentDown.Load(),
-			PingsSent:          st.pingsSent.Load(),
-			PongsReceived:      st.pongsReceived.Load(),
-			LastRead:           wsconn.Time(st.clientRead.Load()),
-			LastWrite:          wsconn.Time(st.clientWrite.Load()),
-			Frames:             frameCounts(&st.fromC),
+			HeartbeatsReceived: s.conv.ClientToUpstream.HeartBeats(),
+			HeartbeatsSent:     c.heartBeatsSent.Load(),
+			PingsSent:          c.pingsSent.Load(),
+			PongsReceived:      c.pongsReceived.Load(),
+			LastRead:           wsconn.Time(c.readAt.Load()),
+			LastWrite:          wsconn.Time(c.writeAt.Load()),
+			Frames:             frameCounts(&s.conv.ClientToUpstream),
 		},
 		Upstream: HopInfo{
 			SendPeriodMS:       up.Send.Milliseconds(),
 			ReceivePeriodMS:    up.Recv.Milliseconds(),
-			HeartbeatsReceived: st.fromU.eols.Load(),
-			HeartbeatsSent:     st.eolsSentUp.Load(),
-			LastRead:           wsconn.Time(st.upstreamRead.Load()),
-			LastWrite:          wsconn.Time(st.upstreamWrite.Load()),
-			Frames:             frameCounts(&st.fromU),
+			HeartbeatsReceived: s.conv.UpstreamToClient.HeartBeats(),
+			HeartbeatsSent:     u.heartBeatsSent.Load(),
+			LastRead:           wsconn.Time(u.readAt.Load()),
+			LastWrite:          wsconn.Time(u.writeAt.Load()),
+			Frames:             frameCounts(&s.conv.UpstreamToClient),
 		},
 	}
-	if st.connectSeen.Load() {
-		si.STOMP.Client.HeartBeatOffered = clientHB.String()
-		si.STOMP.Upstream.HeartBeatSent = sentUpHB.String()
+	if s.conv.ConnectSeen() {
+		si.STOMP.Client.HeartBeatOffered = neg.Client.String()
+		si.STOMP.Upstream.HeartBeatSent = neg.SentToUpstream.String()
 	}
 	if connected {
-		si.STOMP.Version = version.String()
-		si.STOMP.Upstream.HeartBeatOffered = upHB.String()
-		si.STOMP.Client.HeartBeatSent = sentDownHB.String()
+		si.STOMP.Version = neg.Version.String()
+		si.STOMP.Upstream.HeartBeatOffered = neg.Upstream.String()
+		si.STOMP.Client.HeartBeatSent = neg.SentToClient.String()
 	}
 	return si
 }
 
-func frameCounts(d *dirState) map[string]int64 {
+func frameCounts(d *stompflow.Direction) map[string]int64 {
 	m := make(map[string]int64)
-	for cmd := range d.frames {
-		if n := d.frames[cmd].Load(); n > 0 {
-			m[inspect.Command(cmd).String()] = n
-		}
-	}
+	d.Frames(func(cmd inspect.Command, n int64) { m[cmd.String()] = n })
 	return m
 }

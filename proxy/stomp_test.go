@@ -299,8 +299,10 @@ func TestHeardSinceEvidence(t *testing.T) {
 	}
 	nc, peer := wstest.TCPPair(t)
 	c := wsconn.New(nc, wsconn.Server, "", nil)
-	var h heard
-	if ago, ok := heardSince(true, c, &h); h.by != metrics.EvidenceRead || ago != 0 || !ok {
+	l := &leg{conn: c}
+	h := &l.heard
+	l.readAt.Store(1) // a read since the snapshot (readSnap 0)
+	if ago, ok := l.heardSince(); h.by != metrics.EvidenceRead || ago != 0 || !ok {
 		t.Errorf("read since the snapshot: %v, %v, %v; want read, 0, true", h.by, ago, ok)
 	}
 	if _, err := peer.Write([]byte("\n")); err != nil {
@@ -311,13 +313,14 @@ func TestHeardSinceEvidence(t *testing.T) {
 			t.Fatal("the byte never reached the receive queue")
 		}
 	}
-	if ago, ok := heardSince(false, c, &h); h.by != metrics.EvidenceUnread || ago != 0 || !ok {
+	l.readSnap = 1
+	if ago, ok := l.heardSince(); h.by != metrics.EvidenceUnread || ago != 0 || !ok {
 		t.Errorf("a byte unread: %v, %v, %v; want unread, 0, true", h.by, ago, ok)
 	}
 	if _, err := io.ReadFull(nc, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if ago, ok := heardSince(false, c, &h); h.by != metrics.EvidenceKernel || !ok || ago > time.Second || h.kernelSilence != ago {
+	if ago, ok := l.heardSince(); h.by != metrics.EvidenceKernel || !ok || ago > time.Second || h.kernelSilence != ago {
 		t.Errorf("nothing unread: %v, %v, %v (recorded %v); want kernel, under 1s, true, recorded", h.by, ago, ok, h.kernelSilence)
 	}
 }
