@@ -19,7 +19,7 @@ size=$1 inflight=$2 rounds=$3 conns=${CONNS:-50}
 shift 3
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/stompgate-ab.XXXXXX)
-go build -o "$dir/stompbench" "$root/bench/cmd/stompbench"
+(cd "$root/bench" && go build -o "$dir/stompbench" ./cmd/stompbench)
 port=$((20000 + RANDOM % 20000))
 echo_addr=127.0.0.1:$port proxy_addr=127.0.0.1:$((port + 1)) admin_addr=127.0.0.1:$((port + 2))
 

@@ -20,12 +20,14 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/stompgate/stompgate/bench/internal/repo"
 )
 
 // The orchestrator: builds stompgate, starts the echo, nginx and stompgate
 // pinned to their CPUs, runs every cell in interleaved rounds, measures
 // idle sessions, runs the pump micro-benchmark, and prints (and optionally
-// writes into docs/performance.md) the tables.
+// writes to a file) the tables.
 
 type runFlags struct {
 	rounds      int
@@ -44,7 +46,7 @@ type runFlags struct {
 	proxyCPU    int
 	clientCPU   int
 	nginx       string
-	docs        string
+	report      string
 	out         string
 	pump        string
 	profile     bool
@@ -122,7 +124,7 @@ func runMain(args []string) int {
 	fs.StringVar(&inflight, "inflight", "1,4", "messages in flight per connection (a list: each is a workload)")
 	fs.IntVar(&f.idle, "idle", 9900, "idle STOMP sessions for the RSS measurement (0: skip)")
 	fs.DurationVar(&f.hold, "hold", 15*time.Second, "how long the idle sessions are held")
-	fs.StringVar(&targets, "targets", "direct,nginx,stompgate", "targets: direct, nginx, stompgate, and the experiments prototype, prototype-coalesce, tunnel-goroutine, tunnel-epoll (bench/prototype)")
+	fs.StringVar(&targets, "targets", "direct,nginx,stompgate", "targets: direct, nginx, stompgate, and the floors tunnel-goroutine, tunnel-epoll (bench/cmd/tunnel)")
 	fs.Float64Var(&f.stealMax, "steal-max", 0.02, "repeat a cell whose CPU steal exceeds this fraction")
 	fs.IntVar(&f.retries, "retries", 2, "repeats allowed per cell when it was disturbed (steal, other load)")
 	fs.Float64Var(&f.otherMax, "other-max", 0.10, "repeat a cell when other processes used more than this fraction of a pinned CPU")
@@ -130,7 +132,7 @@ func runMain(args []string) int {
 	fs.IntVar(&f.proxyCPU, "proxy-cpu", 0, "CPU every proxy is pinned to")
 	fs.IntVar(&f.clientCPU, "client-cpu", 1, "CPU of the load generator and the echo")
 	fs.StringVar(&f.nginx, "nginx", "/usr/sbin/nginx", "nginx binary")
-	fs.StringVar(&f.docs, "docs", "", "write the results into this markdown file's \"## Proxy against nginx\" section")
+	fs.StringVar(&f.report, "report", "", "also write the markdown report to this file (make bench: results/bench.md)")
 	fs.StringVar(&f.out, "out", "", "directory for raw results, logs and configs (default: a new temp dir)")
 	fs.StringVar(&f.pump, "pump-benchtime", "20000x", "benchtime of the pump micro-benchmark (go test ./proxy/); empty: skip")
 	fs.BoolVar(&f.syscalls, "syscalls", true, "count each proxy's system calls with perf stat in extra cells (first body size, first connection count), when perf is installed")
@@ -169,7 +171,7 @@ func runMain(args []string) int {
 		return fail(err)
 	}
 	f.targets = strings.Split(targets, ",")
-	f.args = "go run ./bench/cmd/stompbench run " + strings.Join(args, " ")
+	f.args = "cd bench && go run ./cmd/stompbench run " + strings.Join(args, " ")
 	if f.command == "" {
 		f.command = f.args
 	}
@@ -263,11 +265,11 @@ func (r *runner) main() int {
 	md := report(r.f, env, cells, idles, pump, perfCells)
 	fmt.Println(md)
 	os.WriteFile(filepath.Join(r.out, "report.md"), []byte(md), 0o644)
-	if r.f.docs != "" {
-		if err := writeDocs(filepath.Join(r.root, r.f.docs), md); err != nil {
+	if r.f.report != "" {
+		if err := writeReport(r.f.report, md); err != nil {
 			return fail(err)
 		}
-		r.logf("wrote %s", r.f.docs)
+		r.logf("wrote %s", r.f.report)
 	}
 	r.logf("done in %s; raw results in %s", env.Elapsed, filepath.Join(r.out, "results.json"))
 	return 0
@@ -292,7 +294,7 @@ func (r *runner) setup() error {
 	if r.self, err = os.Executable(); err != nil {
 		return err
 	}
-	if r.root, err = repoRoot(); err != nil {
+	if r.root, err = repo.Root(); err != nil {
 		return err
 	}
 	r.out = r.f.out
@@ -320,23 +322,6 @@ func (r *runner) setup() error {
 		}
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/stompgate/stompgate\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the stompgate repository")
-		}
-		dir = parent
-	}
 }
 
 // proc is a child process pinned to a CPU.
@@ -586,17 +571,16 @@ func (r *runner) startTarget(name string) error {
 			env = append(env, "STOMPGATE_PPROF_ADDR="+r.pprof)
 		}
 		return r.serving(name, listen)(r.start("stompgate", r.f.proxyCPU, env, nil, r.sg))
-	case "prototype", "prototype-coalesce", "tunnel-goroutine", "tunnel-epoll":
-		// bench/prototype: a bare gorilla proxy, to measure proposed design
-		// changes (see its package comment), and the byte tunnels that are
-		// the floors of a Go proxy's cost (tunnel.go).
-		bin := filepath.Join(r.out, "protoproxy")
+	case "tunnel-goroutine", "tunnel-epoll":
+		// bench/cmd/tunnel: byte tunnels that are the floors of a Go
+		// proxy's cost (tunnel.go there).
+		bin := filepath.Join(r.out, "tunnel")
 		if _, err := os.Stat(bin); err != nil {
-			build := exec.Command("go", "build", "-o", bin, "./bench/prototype/cmd/protoproxy")
-			build.Dir = r.root
+			build := exec.Command("go", "build", "-o", bin, "./cmd/tunnel")
+			build.Dir = repo.Bench(r.root)
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr
 			if err := build.Run(); err != nil {
-				return fmt.Errorf("go build ./bench/prototype/cmd/protoproxy: %w", err)
+				return fmt.Errorf("go build ./cmd/tunnel: %w", err)
 			}
 		}
 		port, err := freePort()
@@ -604,13 +588,7 @@ func (r *runner) startTarget(name string) error {
 			return err
 		}
 		listen := "127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"-listen", listen, "-upstream", "ws://" + r.echoAddr}
-		switch name {
-		case "prototype-coalesce":
-			args = append(args, "-coalesce")
-		case "tunnel-goroutine", "tunnel-epoll":
-			args = append(args, "-tunnel", strings.TrimPrefix(name, "tunnel-"))
-		}
+		args := []string{"-listen", listen, "-upstream", r.echoAddr, "-mode", strings.TrimPrefix(name, "tunnel-")}
 		return r.serving(name, listen)(r.start(name, r.f.proxyCPU, baseEnv(), nil, bin, args...))
 	}
 	return fmt.Errorf("unknown target %q", name)

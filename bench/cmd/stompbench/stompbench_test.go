@@ -4,7 +4,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -77,24 +76,15 @@ func TestMaskBytes(t *testing.T) {
 	}
 }
 
-func TestWriteDocsKeepsOtherSections(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "performance.md")
-	orig := "# Performance\n\n## Scanner\n\nkeep me\n\n## Proxy against nginx\n\nNot measured yet.\n\n## Soak\n\nkeep me too\n"
-	os.WriteFile(path, []byte(orig), 0o644)
+func TestWriteReportCreatesItsDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results", "bench.md")
 	for _, md := range []string{"TABLE ONE", "TABLE TWO"} {
-		if err := writeDocs(path, md); err != nil {
+		if err := writeReport(path, md); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b, _ := os.ReadFile(path)
-	doc := string(b)
-	for _, want := range []string{"## Scanner\n\nkeep me\n", "## Soak\n\nkeep me too\n", "TABLE TWO"} {
-		if !strings.Contains(doc, want) {
-			t.Fatalf("missing %q in:\n%s", want, doc)
-		}
-	}
-	if strings.Contains(doc, "TABLE ONE") || strings.Contains(doc, "Not measured yet") || strings.Count(doc, beginMarker) != 1 {
-		t.Fatalf("old content left:\n%s", doc)
+	if b, err := os.ReadFile(path); err != nil || string(b) != "TABLE TWO" {
+		t.Fatalf("%s holds %q (%v), want the last report alone", path, b, err)
 	}
 }
 

@@ -8,9 +8,11 @@
 // after the clients leave. It prints a markdown report and exits 0 only if
 // every criterion holds.
 //
-//	go run ./bench/soak                 # 9,900 sessions × 10 min (make soak)
-//	SOAK_QUICK=1 go run ./bench/soak    # 500 sessions × 60 s
-//	go run ./bench/soak -h              # every flag
+// From bench/:
+//
+//	go run ./cmd/soak                 # 9,900 sessions × 10 min (make soak)
+//	SOAK_QUICK=1 go run ./cmd/soak    # 500 sessions × 60 s
+//	go run ./cmd/soak -h              # every flag
 //
 // `soak broker` runs the broker process; the soak starts it itself.
 package main
@@ -33,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stompgate/stompgate/bench/internal/repo"
 )
 
 func main() {
@@ -80,7 +84,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.topics, "topics", 0, "topics the sessions subscribe to, round robin (0: sessions/10)")
 	fs.DurationVar(&o.closeTimeout, "close-timeout", 5*time.Second, "STOMPGATE_CLOSE_TIMEOUT, also the release deadline")
 	fs.StringVar(&o.stompgateBin, "stompgate-bin", "", "use this stompgate binary instead of building ./cmd/stompgate")
-	fs.StringVar(&o.out, "out", "", `write the report here too (default bench/soak/last-run.md for the full run, none for SOAK_QUICK; "-" for none)`)
+	fs.StringVar(&o.out, "out", "", `write the report here too (default bench/results/soak.md for the full run, none for SOAK_QUICK; "-" for none)`)
 	fs.DurationVar(&o.deadline, "deadline", 0, "hard deadline for the whole run (0: computed from the other flags)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, binary) even when every criterion holds")
 	fs.BoolVar(&o.quick, "quick", os.Getenv("SOAK_QUICK") != "" && os.Getenv("SOAK_QUICK") != "0",
@@ -398,19 +402,14 @@ func (r *run) execute(ctx context.Context) int {
 }
 
 func (r *run) setup(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
+	var err error
+	if r.root, err = repo.Root(); err != nil {
+		return err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return errors.New("run the soak from inside the stompgate module")
-	}
-	r.root = filepath.Dir(gomod)
 	switch r.o.out {
 	case "-":
 	case "":
-		r.outPath = filepath.Join(r.root, "bench", "soak", "last-run.md")
+		r.outPath = filepath.Join(repo.Bench(r.root), "results", "soak.md")
 	default:
 		r.outPath = r.o.out
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package prototype
+package main
 
 import "errors"
 

@@ -344,10 +344,11 @@ func gitDescribe(root string) string {
 
 func (r *run) command() string {
 	var b strings.Builder
+	b.WriteString("cd bench && ")
 	if v := os.Getenv("SOAK_QUICK"); v != "" {
 		b.WriteString("SOAK_QUICK=" + v + " ")
 	}
-	b.WriteString("go run ./bench/soak")
+	b.WriteString("go run ./cmd/soak")
 	for _, a := range r.args {
 		b.WriteString(" " + shellQuote(a))
 	}
