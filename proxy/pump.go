@@ -202,7 +202,7 @@ func (p *pump) pieces() (e end, ended bool) {
 		if forwardEmpty {
 			p.out.empty()
 		}
-		if _, werr := p.out.end(flow.InFrame()); werr != nil {
+		if _, werr := p.out.complete(flow.InFrame()); werr != nil {
 			s.writeFailed(p.dst, werr)
 		}
 	}

@@ -111,11 +111,11 @@ func (m *msgWriter) fail(err error) {
 // empty forwards an empty message.
 func (m *msgWriter) empty() { m.begin() }
 
-// end completes the message (it is sent with the destination's next
+// complete completes the message (it is sent with the destination's next
 // flush) and records whether dst is left in the middle of a STOMP frame,
 // before releasing the lock, so heart-beat emitters never slip an EOL into
 // a frame. A message written whole records its type as dst's last.
-func (m *msgWriter) end(midFrame bool) (written bool, err error) {
+func (m *msgWriter) complete(midFrame bool) (written bool, err error) {
 	dst := m.dst
 	if dst.midFrame.Load() != midFrame { // stored only on change
 		dst.midFrame.Store(midFrame)
