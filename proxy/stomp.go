@@ -707,7 +707,7 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		out.write(frame)
 		st.connectSeen.Store(true)
 		st.kaMu.Lock()
-		st.ka.ConnectForwarded(now, kaVersion(st.offered))
+		st.ka.ConnectForwarded(now, st.offered)
 		st.kaMu.Unlock()
 		s.kick()
 	case fromClient && cmd == inspect.CmdDisconnect:
@@ -742,13 +742,13 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		out.write(frame)
 		st.connected.Store(true)
 		p, c := st.sentUpHB, st.clientHB
-		up, dn := keepalive.Negotiate(kaHB(p), kaHB(shb), kaHB(c), kaHB(down))
+		up, dn := keepalive.Negotiate(p, shb, c, down)
 		if !terminate {
-			up, dn = keepalive.Negotiate(kaHB(c), kaHB(shb), kaHB(c), kaHB(shb))
+			up, dn = keepalive.Negotiate(c, shb, c, shb)
 		}
 		st.kaMu.Lock()
-		st.ka.UpstreamConnected(now, kaVersion(st.version), up)
-		st.ka.ClientConnected(now, kaVersion(st.version), dn)
+		st.ka.UpstreamConnected(now, st.version, up)
+		st.ka.ClientConnected(now, st.version, dn)
 		st.kaMu.Unlock()
 		s.kick()
 	case !fromClient && cmd == inspect.CmdReceipt:
@@ -768,20 +768,6 @@ func (s *Session) release(d *dirState, fromClient bool, cmd inspect.Command, out
 		out.write(frame)
 	}
 	return nil
-}
-
-func kaHB(h inspect.HeartBeat) keepalive.HeartBeat {
-	return keepalive.HeartBeat{Out: h.Send, In: h.Receive}
-}
-
-func kaVersion(v inspect.Version) keepalive.Version {
-	switch v {
-	case inspect.V11:
-		return keepalive.V11
-	case inspect.V12:
-		return keepalive.V12
-	}
-	return keepalive.V10
 }
 
 // stompFields adds the STOMP part of a session's log line.
