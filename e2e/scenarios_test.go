@@ -4,7 +4,9 @@ package e2e
 // WebSocket sessions die in production (subtest "control"), and shows that
 // the same client survives, or fails legibly and within a bound, through
 // stompgate (subtest "stompgate"). docs/scenarios.md describes them for
-// operators; shared/research/stomp-liveness.md has the sources.
+// operators (S1–S9, the numbers in the test names); the peers' rules they
+// rely on, with their sources, are in docs/heartbeats.md under "The rules
+// stompgate relies on".
 //
 // Timings are scaled down from the production defaults (10 s heart-beats,
 // 60 s idle timeouts) to hundreds of milliseconds so the whole file runs in
@@ -134,7 +136,8 @@ func TestScenarioS1SilentPythonClient(t *testing.T) {
 	// Spring simple broker with setHeartbeatValue({500, 200}); the client
 	// sends CONNECT heart-beat:200,500 (it promises a heart-beat every 200
 	// ms) and then only WebSocket pings every 100 ms. Spring's read deadline
-	// is max(200, 200) × 3 = 600 ms, and pings never reach it (§3.1).
+	// is max(200, 200) × 3 = 600 ms, and pings never reach it
+	// (docs/heartbeats.md#spring).
 	const sx, sy = 500 * ms, 200 * ms
 	const hold = 6 * time.Second // 10 × the 600 ms after which Spring gives up
 
@@ -442,8 +445,8 @@ func TestScenarioS5RabbitRoundedHeartBeats(t *testing.T) {
 	origin, path := rabbit(t)
 	// CONNECT heart-beat:1500,100 → RabbitMQ answers 1000,1000: it mirrors
 	// the values and rounds them down to whole seconds, with a 1 s minimum
-	// (§6). It then expects a byte at least every 1 s (gone after 2–3 s)
-	// and sends "\n" every 500 ms.
+	// (docs/heartbeats.md#rabbitmq). It then expects a byte at least every
+	// 1 s (gone after 2–3 s) and sends "\n" every 500 ms.
 	const asked = "1500,100"
 	const rabbitAnswer = "1000,1000"
 	const hold = 10500 * ms // more than 10 of RabbitMQ's 1 s periods

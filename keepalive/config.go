@@ -8,50 +8,58 @@ import (
 	"time"
 )
 
-// Defaults and fixed factors. Each one is backed by a fact from the research
-// report; see the package documentation for the full contract.
+// Defaults and fixed factors. Each one follows from the peers' rules in
+// docs/heartbeats.md ("The rules stompgate relies on"); see the package
+// documentation for the full contract.
 const (
 	// DefaultTolerance multiplies Tsc_up into the broker's read deadline.
-	// Spring's simple broker uses HEARTBEAT_MULTIPLIER = 3 (§3.3), RabbitMQ
-	// times out between 2 and 3 intervals (§6); R2 suggests 2–3×.
+	// The specification asks for an error margin without fixing one
+	// (docs/heartbeats.md#any-data); Spring's simple broker gives up after
+	// 3 periods (docs/heartbeats.md#spring), RabbitMQ after 2 to 3
+	// (docs/heartbeats.md#rabbitmq).
 	DefaultTolerance = 3.0
 
 	// DefaultPongTimeout bounds how long a probed client may take to show
 	// any sign of life. A WebSocket pong is answered by the browser or the
 	// client library itself, even in a throttled tab, so a few seconds are
 	// plenty; 10 s keeps a silent client's detection (1.5×10 s + 10 s =
-	// 25 s with stomp.js defaults) below the Tcs_down × 3 = 30 s read
-	// deadline of R2 and of Spring (§3.3).
+	// 25 s with stomp.js defaults) below the 3 × 10 s = 30 s after which
+	// Spring's simple broker would give up on the same client
+	// (docs/heartbeats.md#spring).
 	DefaultPongTimeout = 10 * time.Second
 
 	// DefaultIdleTimeout is the smallest idle timeout assumed for
 	// intermediaries: nginx proxy_read_timeout, Kong read_timeout and
-	// Cowboy's idle_timeout all default to 60 s (§6, §9).
+	// RabbitMQ's (Cowboy's) idle_timeout all default to 60 s
+	// (docs/heartbeats.md#intermediaries).
 	DefaultIdleTimeout = 60 * time.Second
 
 	// IdleFraction is the share of IdleTimeout after which a hop that
 	// carried no bytes gets keepalive traffic. 40% fits two emissions in one
 	// idle window with slack for a late timer or a slow write (24 s for
-	// 60 s, just under SockJS's 25 s heartbeat, §3.6).
+	// 60 s, just under SockJS's 25 s heartbeat,
+	// docs/heartbeats.md#intermediaries).
 	IdleFraction = 0.4
 
 	// MaxClientPingInterval caps the derived ClientPingInterval: SockJS and
-	// RFC 6202 use 25 s (§3.6, R4), and python-websockets warns that proxies
-	// may drop connections idle for 30 s (§9).
+	// RFC 6202 use 25 s, and python-websockets warns that proxies may drop
+	// connections idle for 30 s (docs/heartbeats.md#intermediaries).
 	MaxClientPingInterval = 25 * time.Second
 
 	// ProbeFactor: a client that negotiated heart-beats (Tcs_down > 0) is
 	// probed with a ping after 1.5×Tcs_down without any read. The spec asks
-	// receivers to be tolerant (§2.3); a probe is cheap and never kills by
-	// itself, so it may come early, while a late EOL from a throttled tab
-	// (stomp.js #335) is then bridged by the browser's automatic pong.
+	// receivers to be tolerant (docs/heartbeats.md#any-data); a probe is
+	// cheap and never kills by itself, so it may come early, while a late
+	// EOL from a throttled tab (docs/heartbeats.md#stompjs) is then bridged
+	// by the browser's automatic pong (docs/heartbeats.md#pings).
 	ProbeFactor = 1.5
 
-	// EmitFraction: EOL emitters fire after EmitFraction × period without writes. ½
-	// covers ActiveMQ Classic's strict 1.0× enforcement and Spring's task
-	// granularity (R3), matches RabbitMQ's own sender (½ interval, §6) and
-	// gives a stomp.js client spacing within [T/2, T], far from its 2×T
-	// limit (§8, scenario 25).
+	// EmitFraction: EOL emitters fire after EmitFraction × period without
+	// writes. ½ covers ActiveMQ Classic's strict 1.0× enforcement and late
+	// timers (docs/heartbeats.md#strict-brokers), matches RabbitMQ's own
+	// sender (docs/heartbeats.md#rabbitmq) and gives a stomp.js client
+	// spacing within [T/2, T], far from its 2×T limit
+	// (docs/heartbeats.md#stompjs).
 	EmitFraction = 0.5
 
 	// MinInterval is the floor of every emitter and probe interval, so that
@@ -64,7 +72,7 @@ type Mode uint8
 
 const (
 	// Terminate (default): stompgate rewrites heart-beat headers and owns
-	// both hops' contracts (R1, R3, R4, R5).
+	// both hops' contracts (docs/heartbeats.md#terminate).
 	Terminate Mode = iota
 	// Passthrough: headers and heart-beats are relayed unchanged; the engine
 	// only probes the client and covers intermediary idle timeouts.

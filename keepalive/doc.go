@@ -9,14 +9,16 @@
 // the time at which it wants to be called again. Tests drive it with a fake
 // clock simply by passing times.
 //
-// Section and rule numbers (§3.1, R2, ...) refer to the team's research
-// report, shared/research/stomp-liveness.md.
+// The peers' rules the engine relies on (the STOMP specification, Spring,
+// RabbitMQ, stomp.js, intermediaries), each with its source, are in
+// docs/heartbeats.md under "The rules stompgate relies on"; "#name" below is
+// an anchor there, and S1–S9 are the scenarios of docs/scenarios.md.
 //
-// # Two hops, two contracts (R1)
+// # Two hops, two contracts (#terminate)
 //
 // stompgate is the STOMP server of the "down" hop (client ↔ stompgate) and
 // the STOMP client of the "up" hop (stompgate ↔ broker). Each hop has its own
-// negotiated heart-beat periods (§2.2, see [Negotiate]); [Periods] holds
+// negotiated heart-beat periods (#negotiation, see [Negotiate]); [Periods] holds
 // them from stompgate's point of view (Send = what stompgate must send,
 // Recv = what stompgate may expect to receive):
 //
@@ -29,30 +31,30 @@
 // # Contract per hop, mode Terminate (default)
 //
 // In Terminate mode stompgate owns both contracts: client EOLs are not
-// relayed upstream and broker EOLs are not relayed to the client (R5); the
+// relayed upstream and broker EOLs are not relayed to the client; the
 // engine generates what each peer was promised. "idle" below is
 // 40% of [Config.IdleTimeout] (24 s by default).
 //
 //	direction          engine decision                                         why
-//	client → stompgate any byte counts (frames, EOL, WS ping, WS pong)          R2; spec §2.3 "any new data"
-//	                   no read for 1.5×Tcs_down → PingClient (probe)           browsers answer pings even when
-//	                   (no heart-beats: no read for ClientPingInterval)         throttled (stomp.js #335)
-//	                   probe unanswered for PongTimeout → ClientDead           a late EOL alone never kills
-//	stompgate → client Tsc_down>0: no data written for min(Tsc_down/2, idle)   stomp.js closes after 2×ttl of no
-//	                   → SendClientEOL                                          data (§8); it cannot see pings
-//	                   Tsc_down=0 or STOMP 1.0: nothing written for idle        R4: pings are invisible to STOMP
-//	                   → PingClient                                             parsers; nginx/Kong 60 s (§9)
-//	stompgate → broker nothing written for min(Tcs_up/2, idle) → SendUpstreamEOL R3; Spring reads at 3× (§3.3),
-//	                   only after CONNECT is forwarded (Spring: "Unknown        ActiveMQ Classic is strict 1.0×
-//	                   session" ERROR, §3.1), never after DISCONNECT is         (§7), RabbitMQ's own sender
-//	                   forwarded, only while the client is alive, never to a    uses ½ interval (§6)
-//	                   STOMP 1.0 broker
-//	broker → stompgate no data for Tsc_up×Tolerance, measured from the later   Spring uses 3×, RabbitMQ 2–3×
-//	                   of CONNECTED and the last upstream read → UpstreamDead   (§2.3, §3.3, §6)
-//	                   no such deadline (Tsc_up=0, before CONNECTED): no sign   a frozen broker's kernel still
-//	                   of life for UpstreamPingInterval → PingUpstream; ping    accepts bytes; RFC 6455 §5.5.2
-//	                   unanswered for PongTimeout → UpstreamDead (any read,      makes its WebSocket layer answer
-//	                   unread bytes or progress of a blocked write answers)
+//	client → stompgate any byte counts (frames, EOL, WS ping, WS pong)          #any-data: any new data
+//	                   no read for 1.5×Tcs_down → PingClient (probe)           #pings: browsers answer pings
+//	                   (no heart-beats: no read for ClientPingInterval)         even in throttled tabs (#stompjs)
+//	                   probe unanswered for PongTimeout → ClientDead           a late EOL alone never kills (S6)
+//	stompgate → client Tsc_down>0: no data written for min(Tsc_down/2, idle)   #stompjs: closes after 2×ttl of
+//	                   → SendClientEOL                                          no data; it cannot see pings
+//	                   Tsc_down=0 or STOMP 1.0: nothing written for idle        #versions: no EOL for 1.0;
+//	                   → PingClient                                             #intermediaries: 60 s (S2)
+//	stompgate → broker nothing written for min(Tcs_up/2, idle) → SendUpstreamEOL #spring: reads at 3× (S1);
+//	                   only after CONNECT is forwarded                          #strict-brokers: ActiveMQ
+//	                   (#spring-before-connect), never after DISCONNECT is      Classic is strict 1.0×;
+//	                   forwarded (#disconnect), only while the client is        #rabbitmq: its own sender uses
+//	                   alive, never to a STOMP 1.0 broker                       ½ interval
+//	broker → stompgate no data for Tsc_up×Tolerance, measured from the later   #any-data: a margin; Spring 3×,
+//	                   of CONNECTED and the last upstream read → UpstreamDead   RabbitMQ 2–3× (S4)
+//	                   no such deadline (Tsc_up=0, before CONNECTED): no sign   #pings: a frozen broker's kernel
+//	                   of life for UpstreamPingInterval → PingUpstream; ping    still accepts bytes; RFC 6455
+//	                   unanswered for PongTimeout → UpstreamDead (any read,      §5.5.2 makes its WebSocket
+//	                   unread bytes or progress of a blocked write answers)     layer answer
 //
 // A deadline that has passed is checked once more against bytes that have
 // reached the host but were not read in time (Activity.UpstreamHeard,
@@ -65,14 +67,15 @@
 //
 // Because the upstream emitter only requires the client to be alive (not to
 // be punctual), a throttled browser tab that answers pings keeps its broker
-// session: this is the fix for root cause 1 and scenarios 1, 3, 4 and 23.
+// session: this is what S1 and S6 show.
 //
 // What cannot be covered: before CONNECT has been forwarded nothing may be
 // written upstream (Spring answers any pre-CONNECT byte with ERROR + 1002,
-// §3.1), so an intermediary idle timeout on the upstream hop is not covered
-// in that window; proxies should forward CONNECT promptly (R12). A STOMP 1.0
-// broker gets no EOLs at all (1.0 has no heart-beats and no inter-frame EOLs,
-// §2.1, §2.4). The broker → stompgate direction is the broker's job; the
+// #spring-before-connect), so an intermediary idle timeout on the upstream
+// hop is not covered in that window; the proxy forwards CONNECT as soon as
+// it arrives. A STOMP 1.0 broker, or one of a version stompgate does not
+// know, gets no EOLs at all (1.0 has no heart-beats and no inter-frame EOLs,
+// #versions). The broker → stompgate direction is the broker's job; the
 // engine only watches it.
 //
 // # Mode Passthrough

@@ -1,56 +1,20 @@
 package keepalive
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/stompgate/stompgate/inspect"
 )
 
-// Version is a negotiated STOMP protocol version. The zero value means
-// unknown and is treated like 1.0 (no heart-beats), the safe choice: 1.0 has
-// no heart-beats and no EOLs between frames (§2.1, §2.4).
-type Version uint8
-
-// STOMP versions.
-const (
-	V10 Version = 10
-	V11 Version = 11
-	V12 Version = 12
-)
-
-// ParseVersion parses "1.0", "1.1" or "1.2" (the value of the version
-// header of CONNECTED). Anything else, including "", yields 0 (treated as
-// 1.0): the spec says a missing version means 1.0 (§2.6).
-func ParseVersion(s string) Version {
-	switch s {
-	case "1.0":
-		return V10
-	case "1.1":
-		return V11
-	case "1.2":
-		return V12
-	}
-	return 0
-}
-
-// String returns "1.0", "1.1", "1.2", or "unknown".
-func (v Version) String() string {
-	switch v {
-	case V10, V11, V12:
-		return fmt.Sprintf("1.%d", v-V10)
-	}
-	return "unknown"
-}
-
-// heartBeats reports whether v supports heart-beats (STOMP ≥ 1.1).
-func (v Version) heartBeats() bool { return v >= V11 }
-
-// HeartBeat is the value of one heart-beat header, "<Out>,<In>": Out is the
-// smallest interval at which the sender of the frame can guarantee to send,
-// In the interval at which it would like to receive (§2.2). 0 means "cannot"
-// or "does not want"; a missing header is HeartBeat{} (§2.2).
-type HeartBeat struct {
-	Out, In time.Duration
-}
+// heartBeats reports whether a session of version v can carry heart-beats:
+// only STOMP 1.1 and 1.2 define them. This is where the engine decides what
+// an unrecognised version means: inspect.VersionUnknown (no version stompgate
+// knows was offered or answered) is treated exactly like inspect.V10, the
+// safe choice, since 1.0 has neither heart-beats nor EOLs between frames
+// (docs/heartbeats.md#versions). A peer of unknown version therefore never
+// receives an EOL and has no heart-beat periods; it is kept alive and probed
+// with WebSocket pings only.
+func heartBeats(v inspect.Version) bool { return v >= inspect.V11 }
 
 // Periods are the heart-beat periods negotiated on one hop, seen from
 // stompgate: Send is how often stompgate must put data on the hop, Recv how
@@ -59,8 +23,9 @@ type Periods struct {
 	Send, Recv time.Duration
 }
 
-// Period applies the spec's rule to one direction (§2.2): off (0) if either
-// side is 0 (or negative), otherwise the larger of the two.
+// Period applies the specification's rule to one direction
+// (docs/heartbeats.md#negotiation): off (0) if either side is 0 (or
+// negative), otherwise the larger of the two.
 func Period(canSend, wantsToReceive time.Duration) time.Duration {
 	if canSend <= 0 || wantsToReceive <= 0 {
 		return 0
@@ -69,7 +34,8 @@ func Period(canSend, wantsToReceive time.Duration) time.Duration {
 }
 
 // Negotiate computes both hops' periods from the four heart-beat headers of
-// a session:
+// a session, each seen from the sender of its frame (inspect.HeartBeat:
+// Send = x, Receive = y; a missing header is the zero HeartBeat):
 //
 //	p = what stompgate sent upstream in CONNECT    (px,py)
 //	s = the upstream's actual CONNECTED            (sx,sy)
@@ -82,10 +48,11 @@ func Period(canSend, wantsToReceive time.Duration) time.Duration {
 //
 // The upstream periods must come from the broker's actual CONNECTED, not
 // from what was asked: RabbitMQ mirrors and rounds down to whole seconds
-// (CONNECT 4500,7500 → CONNECTED 7000,4000, §6, scenario 15). In Passthrough
-// mode, p = c and d = s, so up == down.
-func Negotiate(p, s, c, d HeartBeat) (up, down Periods) {
-	up = Periods{Send: Period(p.Out, s.In), Recv: Period(s.Out, p.In)}
-	down = Periods{Send: Period(d.Out, c.In), Recv: Period(c.Out, d.In)}
+// (CONNECT 4500,7500 → CONNECTED 7000,4000; docs/heartbeats.md#rabbitmq,
+// docs/scenarios.md S5). In Passthrough mode, p = c and d = s, so
+// up == down.
+func Negotiate(p, s, c, d inspect.HeartBeat) (up, down Periods) {
+	up = Periods{Send: Period(p.Send, s.Receive), Recv: Period(s.Send, p.Receive)}
+	down = Periods{Send: Period(d.Send, c.Receive), Recv: Period(c.Send, d.Receive)}
 	return up, down
 }

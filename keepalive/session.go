@@ -3,6 +3,8 @@ package keepalive
 import (
 	"math"
 	"time"
+
+	"github.com/stompgate/stompgate/inspect"
 )
 
 // Activity is the snapshot of a session's hot-path timestamps that the proxy
@@ -11,21 +13,22 @@ import (
 type Activity struct {
 	// ClientRead is the last time anything was read from the client: STOMP
 	// frames, EOLs, WebSocket pings and pongs. All of it is proof of life
-	// (R2, spec §2.3 "any new data").
+	// (docs/heartbeats.md#any-data).
 	ClientRead time.Time
 	// ClientPong is the last WebSocket pong read from the client. It is
 	// counted as a read even if the proxy did not fold it into ClientRead.
 	ClientPong time.Time
 	// ClientWrite is the last time data (a frame or an EOL, i.e. a
 	// WebSocket data message) was written to the client. Pings are not
-	// data: stomp.js cannot see them (§8).
+	// data: stomp.js cannot see them (docs/heartbeats.md#stompjs).
 	ClientWrite time.Time
 	// PingSent is the last time a WebSocket ping was written to the client.
 	PingSent time.Time
 	// UpstreamRead is the last time anything was read from the broker.
 	UpstreamRead time.Time
 	// UpstreamWrite is the last time data was written upstream (forwarded
-	// client frames and EOLs alike; scenario 23).
+	// client frames and EOLs alike: the broker counts any data,
+	// docs/heartbeats.md#any-data).
 	UpstreamWrite time.Time
 	// UpstreamPingSent is the last time a WebSocket ping was written to
 	// the broker.
@@ -77,7 +80,7 @@ type Session struct {
 	mode        Mode
 
 	// Lifecycle.
-	fwdV, upV, downV Version
+	fwdV, upV, downV inspect.Version
 	disconnecting    bool // client DISCONNECT forwarded upstream
 	closed           bool
 	opaque           bool // not STOMP: only the broker is watched, by pings
@@ -135,10 +138,11 @@ func (s *Session) Init(cfg Config, start time.Time) {
 
 // ConnectForwarded records that the client's CONNECT (or STOMP) frame was
 // written upstream at now. offered is the highest version in that frame's
-// accept-version header (V10 if absent). From now on upstream EOLs are
-// allowed (R3: never before, Spring rejects them, §3.1), unless only 1.0 was
-// offered.
-func (s *Session) ConnectForwarded(now time.Time, offered Version) {
+// accept-version header (inspect.V10 if absent, inspect.VersionUnknown if
+// none is known, which counts as 1.0: see heartBeats). From now on upstream
+// EOLs are allowed (never before: Spring answers them with ERROR,
+// docs/heartbeats.md#spring-before-connect), unless only 1.0 was offered.
+func (s *Session) ConnectForwarded(now time.Time, offered inspect.Version) {
 	if s.fwdAt == never {
 		s.fwdAt = s.off(now)
 	}
@@ -147,9 +151,10 @@ func (s *Session) ConnectForwarded(now time.Time, offered Version) {
 
 // UpstreamConnected records the broker's CONNECTED, read at now: its version
 // and the upstream periods computed from its actual heart-beat header
-// (Negotiate). With a version below 1.1 the periods are ignored. The broker
-// read deadline (Terminate mode) and the Tcs_up/2 emitter start here.
-func (s *Session) UpstreamConnected(now time.Time, v Version, up Periods) {
+// (Negotiate). With a version below 1.1, or inspect.VersionUnknown, the
+// periods are ignored. The broker read deadline (Terminate mode) and the
+// Tcs_up/2 emitter start here.
+func (s *Session) UpstreamConnected(now time.Time, v inspect.Version, up Periods) {
 	s.upAt = s.off(now)
 	s.upV = v
 	s.up = clean(v, up)
@@ -157,19 +162,18 @@ func (s *Session) UpstreamConnected(now time.Time, v Version, up Periods) {
 
 // ClientConnected records that CONNECTED was written to the client at now,
 // with version v and the down-hop periods (Negotiate). With a version below
-// 1.1 the periods are ignored, so a 1.0 client never receives an EOL (R4,
-// scenario 26). Until this is called the client counts as having negotiated
-// no heart-beats.
-func (s *Session) ClientConnected(now time.Time, v Version, down Periods) {
+// 1.1, or inspect.VersionUnknown, the periods are ignored, so a 1.0 client
+// never receives an EOL (docs/heartbeats.md#versions). Until this is called
+// the client counts as having negotiated no heart-beats.
+func (s *Session) ClientConnected(now time.Time, v inspect.Version, down Periods) {
 	s.downAt = s.off(now)
 	s.downV = v
 	s.down = clean(v, down)
 }
 
 // DisconnectForwarded records that the client's DISCONNECT was written
-// upstream: no upstream EOL follows it ("Clients MUST NOT send any more
-// frames after the DISCONNECT frame", §2.7). Client probing and the broker
-// deadline continue until Close.
+// upstream: no upstream EOL follows it (docs/heartbeats.md#disconnect).
+// Client probing and the broker deadline continue until Close.
 func (s *Session) DisconnectForwarded() { s.disconnecting = true }
 
 // NotSTOMP records that the session turned out not to carry STOMP: from
@@ -240,7 +244,8 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 		s.upPingPending = ps
 	}
 
-	// Any client byte after the outstanding ping answers it (R2). A ping
+	// Any client byte after the outstanding ping answers it
+	// (docs/heartbeats.md#any-data). A ping
 	// the proxy sent after the last read is outstanding too.
 	if s.pingPending != never && v.cRead > s.pingPending {
 		s.pingPending = never
@@ -318,8 +323,9 @@ func (s *Session) Tick(now time.Time, a Activity) (Actions, time.Time) {
 	// client's interval, or if it was sent within that quarter (the two
 	// hops are nearly in phase, the broker's first: one extra EOL puts
 	// them in phase). The broker needs an EOL at least every ½·Tcs_up
-	// (R3), so early is within its contract, while the client's spacing
-	// stays within [T/2, T] (contract 4). With equal periods (the
+	// (docs/heartbeats.md#strict-brokers), so early is within its
+	// contract, while the client's spacing stays within [T/2, T]
+	// (docs/heartbeats.md#stompjs). With equal periods (the
 	// defaults) an idle session then costs one timer firing per emission
 	// instead of two.
 	cDue, uDue := s.toClientDue(&v), s.upstreamEOLDue(&v)
@@ -373,7 +379,7 @@ func (s *Session) ping(v *view) {
 }
 
 // clientDeadline: an outstanding ping must be answered by any client byte
-// within PongTimeout (contract 3).
+// within PongTimeout (docs/heartbeats.md#pings).
 func (s *Session) clientDeadline() time.Duration {
 	if s.pingPending == never {
 		return forever
@@ -382,7 +388,8 @@ func (s *Session) clientDeadline() time.Duration {
 }
 
 // upstreamDeadline: Terminate mode only, after CONNECTED with Tsc_up > 0, the
-// broker must send something every Tsc_up × Tolerance (contract 2).
+// broker must send something every Tsc_up × Tolerance
+// (docs/heartbeats.md#any-data).
 func (s *Session) upstreamDeadline(v *view) (due, length time.Duration) {
 	if s.mode != Terminate || s.upAt == never || s.up.Recv <= 0 {
 		return forever, 0
@@ -433,8 +440,9 @@ func (s *Session) probeDue(v *view) time.Duration {
 }
 
 // toClientDue: when stompgate must write to the client. Idle coverage: no
-// byte for idleEvery (R4). Terminate mode with Tsc_down > 0 also: no data
-// for Tsc_down × EmitFraction (contract 4; stomp.js counts data only).
+// byte for idleEvery (docs/heartbeats.md#intermediaries). Terminate mode
+// with Tsc_down > 0 also: no data for Tsc_down × EmitFraction (stomp.js
+// counts data only, docs/heartbeats.md#stompjs).
 func (s *Session) toClientDue(v *view) time.Duration {
 	due := add(v.cAny, s.idleEvery)
 	if s.mode == Terminate && s.down.Send > 0 {
@@ -443,23 +451,24 @@ func (s *Session) toClientDue(v *view) time.Duration {
 	return due
 }
 
-// upstreamEOLDue: when stompgate must write an EOL upstream (contracts 2, 4
-// and 5). Only between CONNECT and DISCONNECT forwarded, never to a 1.0
-// broker, and only while the client is alive: Tick stops evaluating it once
-// any peer is declared dead.
+// upstreamEOLDue: when stompgate must write an EOL upstream. Only between
+// CONNECT and DISCONNECT forwarded, never to a 1.0 broker (nor one of
+// unknown version, see heartBeats), and only while the client is alive:
+// Tick stops evaluating it once any peer is declared dead.
 func (s *Session) upstreamEOLDue(v *view) time.Duration {
-	if s.fwdAt == never || s.disconnecting || !s.fwdV.heartBeats() {
+	if s.fwdAt == never || s.disconnecting || !heartBeats(s.fwdV) {
 		return forever
 	}
 	connected := s.upAt != never
-	if connected && !s.upV.heartBeats() {
+	if connected && !heartBeats(s.upV) {
 		return forever
 	}
 	every := s.idleEvery
 	switch s.mode {
 	case Terminate:
 		// Before CONNECTED, Tcs_up is unknown; EOLs after a complete
-		// frame are grammatical (§2.4), so idle coverage applies.
+		// frame are grammatical (docs/heartbeats.md#eol), so idle
+		// coverage applies.
 		if connected && s.up.Send > 0 {
 			every = min(every, max(scale(s.up.Send, EmitFraction), MinInterval))
 		}
@@ -481,8 +490,8 @@ func (s *Session) off(t time.Time) time.Duration {
 }
 
 // clean drops periods a version cannot have and negative values.
-func clean(v Version, p Periods) Periods {
-	if !v.heartBeats() {
+func clean(v inspect.Version, p Periods) Periods {
+	if !heartBeats(v) {
 		return Periods{}
 	}
 	return Periods{Send: max(p.Send, 0), Recv: max(p.Recv, 0)}

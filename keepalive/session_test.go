@@ -5,13 +5,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stompgate/stompgate/inspect"
 	"unsafe"
 )
 
 // Heart-beat headers used throughout (values in ms).
 var (
-	stompJS    = hb(10000, 10000) // stomp.js 7.1 default CONNECT (§8)
-	springSB   = hb(10000, 10000) // Spring simple broker with a TaskScheduler (§3.3)
+	stompJS    = hb(10000, 10000) // stomp.js 7.1 default CONNECT
+	springSB   = hb(10000, 10000) // Spring simple broker with a TaskScheduler
 	ours       = hb(10000, 10000) // what stompgate advertises in these tests
 	noBeats    = hb(0, 0)
 	responsive = clientPeer{pongDelay: 50 * ms}
@@ -20,16 +22,18 @@ var (
 func TestNegotiate(t *testing.T) {
 	tests := []struct {
 		name       string
-		p, s, c, d HeartBeat
+		p, s, c, d inspect.HeartBeat
 		up, down   Periods
 	}{
 		{"all off", noBeats, noBeats, noBeats, noBeats, Periods{}, Periods{}},
 		{"stomp.js vs Spring through stompgate", ours, springSB, stompJS, ours,
 			Periods{10 * s1, 10 * s1}, Periods{10 * s1, 10 * s1}},
-		// Issue #1474 (§4): client 4000,10000 against Spring 10000,4000.
+		// A client 4000,10000 against Spring 10000,4000 (python-websockets
+		// issue #1474, the case of S1).
 		{"max of both sides", hb(4000, 10000), hb(10000, 4000), hb(4000, 10000), hb(10000, 4000),
 			Periods{Send: 4 * s1, Recv: 10 * s1}, Periods{Send: 10 * s1, Recv: 4 * s1}},
-		// RabbitMQ mirrors and rounds down to seconds (§6, scenario 15).
+		// RabbitMQ mirrors and rounds down to seconds (S5,
+		// docs/heartbeats.md#rabbitmq).
 		{"RabbitMQ mirrored CONNECTED", hb(4500, 7500), hb(7000, 4000), hb(4500, 7500), hb(7500, 4500),
 			Periods{Send: 4500 * ms, Recv: 7500 * ms}, Periods{Send: 7500 * ms, Recv: 4500 * ms}},
 		{"broker does not want client beats", ours, hb(10000, 0), stompJS, hb(5000, 0),
@@ -119,18 +123,13 @@ func TestStrings(t *testing.T) {
 	if got := (Verdict{}).String(); got != "alive" {
 		t.Errorf("zero Verdict.String = %q", got)
 	}
-	if ParseVersion("1.2") != V12 || ParseVersion("1.1") != V11 || ParseVersion("1.0") != V10 || ParseVersion("2") != 0 {
-		t.Error("ParseVersion")
-	}
-	if V11.String() != "1.1" || Version(0).String() != "unknown" {
-		t.Error("Version.String")
-	}
 }
 
-// Contract 2 / R3: upstream EOLs only between CONNECT and DISCONNECT
-// forwarded, at most Tcs_up/2 apart.
+// Upstream EOLs only between CONNECT and DISCONNECT forwarded, at most
+// Tcs_up/2 apart (docs/heartbeats.md#spring-before-connect, #disconnect,
+// #strict-brokers).
 func TestUpstreamEOLWindow(t *testing.T) {
-	steps := connect(30*s1, 20*ms, V12, ours, springSB, stompJS, ours)
+	steps := connect(30*s1, 20*ms, inspect.V12, ours, springSB, stompJS, ours)
 	steps = append(steps, disconnect(200*s1))
 	// The client heart-beats punctually; its EOLs are not forwarded.
 	sm := newSim(t, Config{}, clientPeer{sendEvery: 10 * s1, pongDelay: 50 * ms}, brokerPeer{sendEvery: 10 * s1}, steps...).run(400 * s1)
@@ -149,14 +148,15 @@ func TestUpstreamEOLWindow(t *testing.T) {
 	}
 }
 
-// Contract 2: the emitter is keyed to bytes written upstream, so forwarded
-// client frames make EOLs unnecessary (scenario 23), and the period is
-// min(Tcs_up/2, 40% IdleTimeout).
+// The emitter is keyed to bytes written upstream, so forwarded client frames
+// make EOLs unnecessary (the broker counts any data,
+// docs/heartbeats.md#any-data), and the period is min(Tcs_up/2, 40%
+// IdleTimeout).
 func TestUpstreamEOLSpacing(t *testing.T) {
 	tests := []struct {
 		name     string
 		cfg      Config
-		p, s     HeartBeat
+		p, s     inspect.HeartBeat
 		client   clientPeer
 		maxGap   time.Duration
 		wantEOLs bool
@@ -171,7 +171,7 @@ func TestUpstreamEOLSpacing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sm := newSim(t, tt.cfg, tt.client, brokerPeer{sendEvery: s1},
-				connect(s1, 20*ms, V12, tt.p, tt.s, stompJS, ours)...).run(600 * s1)
+				connect(s1, 20*ms, inspect.V12, tt.p, tt.s, stompJS, ours)...).run(600 * s1)
 			if sm.dead != 0 {
 				t.Fatalf("%v at %v: %v", sm.dead, sm.deadAt, sm.s.Verdict())
 			}
@@ -185,7 +185,7 @@ func TestUpstreamEOLSpacing(t *testing.T) {
 	}
 }
 
-// Scenario 15: RabbitMQ answers CONNECT 4500,7500 with CONNECTED 7000,4000
+// S5, docs/heartbeats.md#rabbitmq: RabbitMQ answers CONNECT 4500,7500 with CONNECTED 7000,4000
 // (mirrored, rounded to seconds). The emitter must follow Tcs_up = 4500 ms
 // and the broker deadline Tsc_up × 3 = 22.5 s.
 func TestRabbitMQMirroredConnected(t *testing.T) {
@@ -195,7 +195,7 @@ func TestRabbitMQMirroredConnected(t *testing.T) {
 		t.Fatalf("up = %+v", up)
 	}
 	sm := newSim(t, Config{}, responsive, brokerPeer{sendEvery: 3500 * ms, stopAt: 100 * s1},
-		connect(s1, 20*ms, V12, p, s, stompJS, ours)...).run(300 * s1)
+		connect(s1, 20*ms, inspect.V12, p, s, stompJS, ours)...).run(300 * s1)
 	if g := gaps(sm.times(SendUpstreamEOL), 0, 100*s1); len(g) == 0 || slices.Max(g) != 2250*ms || slices.Min(g) != 2250*ms {
 		t.Fatalf("upstream EOL spacing %v, want exactly 2.25s", g)
 	}
@@ -210,13 +210,13 @@ func TestRabbitMQMirroredConnected(t *testing.T) {
 	}
 }
 
-// Contract 3 / scenario 4: a throttled background tab advertises 1000,1000
+// S6: a throttled background tab advertises 1000,1000
 // but sends an EOL only every 10 s; it answers pings. It must never be
 // declared dead, and the broker must keep seeing data every Tcs_up/2.
 func TestThrottledTabStaysAlive(t *testing.T) {
 	tab := hb(1000, 1000)
 	sm := newSim(t, Config{}, clientPeer{sendEvery: 10 * s1, pongDelay: 50 * ms}, brokerPeer{sendEvery: s1},
-		connect(s1, 20*ms, V12, hb(1000, 1000), hb(1000, 1000), tab, hb(1000, 1000))...)
+		connect(s1, 20*ms, inspect.V12, hb(1000, 1000), hb(1000, 1000), tab, hb(1000, 1000))...)
 	sm.run(1000 * s1) // 100 of the tab's 10 s periods, 1000 negotiated periods
 	if sm.dead != 0 {
 		t.Fatalf("%v at %v: %v", sm.dead, sm.deadAt, sm.s.Verdict())
@@ -240,7 +240,7 @@ func TestThrottledTabStaysAlive(t *testing.T) {
 	}
 }
 
-// Contract 3: a client that stops answering anything is declared dead
+// A client that stops answering anything is declared dead
 // exactly PongTimeout after the first unanswered ping, and that ping comes
 // within the probe limit of its last read.
 func TestSilentClientDeclaredDead(t *testing.T) {
@@ -250,11 +250,11 @@ func TestSilentClientDeclaredDead(t *testing.T) {
 		steps []step
 		limit time.Duration // probe after this much silence
 	}{
-		{"heart-beating 10s", Config{}, connect(s1, 20*ms, V12, ours, springSB, stompJS, ours), 15 * s1},
-		{"heart-beating 5s, python client (scenario 16)", Config{PongTimeout: 5 * s1}, connect(s1, 20*ms, V12, ours, springSB, hb(5000, 5000), hb(5000, 5000)), 7500 * ms},
-		{"0,0 client", Config{}, connect(s1, 20*ms, V12, ours, springSB, noBeats, ours), 24 * s1},
-		{"0,0 client, ping every 5s", Config{ClientPingInterval: 5 * s1}, connect(s1, 20*ms, V12, ours, springSB, noBeats, ours), 5 * s1},
-		{"STOMP 1.0 client", Config{}, connect(s1, 20*ms, V10, ours, springSB, stompJS, ours), 24 * s1},
+		{"heart-beating 10s", Config{}, connect(s1, 20*ms, inspect.V12, ours, springSB, stompJS, ours), 15 * s1},
+		{"heart-beating 5s, frozen client", Config{PongTimeout: 5 * s1}, connect(s1, 20*ms, inspect.V12, ours, springSB, hb(5000, 5000), hb(5000, 5000)), 7500 * ms},
+		{"0,0 client", Config{}, connect(s1, 20*ms, inspect.V12, ours, springSB, noBeats, ours), 24 * s1},
+		{"0,0 client, ping every 5s", Config{ClientPingInterval: 5 * s1}, connect(s1, 20*ms, inspect.V12, ours, springSB, noBeats, ours), 5 * s1},
+		{"STOMP 1.0 client", Config{}, connect(s1, 20*ms, inspect.V10, ours, springSB, stompJS, ours), 24 * s1},
 		{"before CONNECT", Config{}, nil, 24 * s1},
 	}
 	for _, tt := range tests {
@@ -297,7 +297,7 @@ func TestSilentClientDeclaredDead(t *testing.T) {
 	}
 }
 
-// Contract 2: the broker is dead after Tsc_up × Tolerance without data,
+// The broker is dead after Tsc_up × Tolerance without data (S4),
 // measured from the later of CONNECTED and its last byte.
 func TestBrokerDead(t *testing.T) {
 	tests := []struct {
@@ -314,7 +314,7 @@ func TestBrokerDead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sm := newSim(t, tt.cfg, clientPeer{sendEvery: 10 * s1, pongDelay: 50 * ms}, tt.broker,
-				connect(s1, 20*ms, V12, ours, springSB, stompJS, ours)...).run(600 * s1)
+				connect(s1, 20*ms, inspect.V12, ours, springSB, stompJS, ours)...).run(600 * s1)
 			if sm.dead != UpstreamDead || sm.deadAt != tt.want {
 				t.Fatalf("%v at %v, want UpstreamDead at %v", sm.dead, sm.deadAt, tt.want)
 			}
@@ -325,20 +325,20 @@ func TestBrokerDead(t *testing.T) {
 	}
 	// No deadline when the broker does not heart-beat, nor before CONNECTED.
 	sm := newSim(t, Config{}, clientPeer{sendEvery: 10 * s1, pongDelay: 50 * ms}, brokerPeer{},
-		connect(s1, 20*ms, V12, ours, hb(0, 10000), stompJS, ours)...).run(600 * s1)
+		connect(s1, 20*ms, inspect.V12, ours, hb(0, 10000), stompJS, ours)...).run(600 * s1)
 	if sm.dead != 0 {
 		t.Fatalf("%v at %v with Tsc_up = 0", sm.dead, sm.deadAt)
 	}
 }
 
-// Contract 3: clients without heart-beats get a ping every
+// Clients without heart-beats get a ping every
 // ClientPingInterval of silence, and never an EOL.
 func TestZeroZeroClientPinged(t *testing.T) {
 	for _, every := range []time.Duration{0, 5 * s1} {
 		cfg := Config{ClientPingInterval: every}
 		want := cfg.WithDefaults().ClientPingInterval
 		sm := newSim(t, cfg, responsive, brokerPeer{sendEvery: s1},
-			connect(s1, 20*ms, V12, ours, springSB, noBeats, ours)...).run(600 * s1)
+			connect(s1, 20*ms, inspect.V12, ours, springSB, noBeats, ours)...).run(600 * s1)
 		if sm.dead != 0 {
 			t.Fatalf("%v at %v", sm.dead, sm.deadAt)
 		}
@@ -357,33 +357,37 @@ func TestZeroZeroClientPinged(t *testing.T) {
 	}
 }
 
-// R4, scenario 26: a STOMP 1.0 client never receives a bare EOL, even if the
-// proxy passes non-zero periods by mistake; it is kept alive with pings.
+// A STOMP 1.0 client never receives a bare EOL, even if the proxy passes
+// non-zero periods by mistake; it is kept alive with pings
+// (docs/heartbeats.md#versions). A session whose version is not known
+// (inspect.VersionUnknown) is treated exactly the same.
 func TestV10ClientNeverGetsEOL(t *testing.T) {
-	for _, mode := range []Mode{Terminate, Passthrough} {
-		sm := newSim(t, Config{Mode: mode}, responsive, brokerPeer{},
-			connect(s1, 20*ms, V10, ours, springSB, stompJS, ours)...).run(600 * s1)
-		if n := len(sm.times(SendClientEOL)); n != 0 {
-			t.Fatalf("%v: %d EOLs to a 1.0 client", mode, n)
-		}
-		if n := len(sm.times(SendUpstreamEOL)); n != 0 {
-			t.Fatalf("%v: %d EOLs to a 1.0 broker", mode, n)
-		}
-		if g := maxGap(sm.clientAnyBytes, 0, 600*s1); g > 24*s1+eps {
-			t.Fatalf("%v: client hop silent for %v", mode, g)
-		}
-		if _, down := sm.s.Periods(); down != (Periods{}) {
-			t.Fatalf("%v: 1.0 periods %+v", mode, down)
+	for _, v := range []inspect.Version{inspect.V10, inspect.VersionUnknown} {
+		for _, mode := range []Mode{Terminate, Passthrough} {
+			sm := newSim(t, Config{Mode: mode}, responsive, brokerPeer{},
+				connect(s1, 20*ms, v, ours, springSB, stompJS, ours)...).run(600 * s1)
+			if n := len(sm.times(SendClientEOL)); n != 0 {
+				t.Fatalf("%v %v: %d EOLs to the client", v, mode, n)
+			}
+			if n := len(sm.times(SendUpstreamEOL)); n != 0 {
+				t.Fatalf("%v %v: %d EOLs to the broker", v, mode, n)
+			}
+			if g := maxGap(sm.clientAnyBytes, 0, 600*s1); g > 24*s1+eps {
+				t.Fatalf("%v %v: client hop silent for %v", v, mode, g)
+			}
+			if up, down := sm.s.Periods(); up != (Periods{}) || down != (Periods{}) {
+				t.Fatalf("%v %v: periods up %+v down %+v", v, mode, up, down)
+			}
 		}
 	}
 }
 
-// Contract 4, scenario 25: with Tsc_down > 0 the client sees data every
-// Tsc_down/2 when nothing else flows, i.e. within [T/2, T].
+// With Tsc_down > 0 the client sees data every Tsc_down/2 when nothing else
+// flows, i.e. within [T/2, T] (docs/heartbeats.md#stompjs).
 func TestClientEOLSpacing(t *testing.T) {
 	for _, tsc := range []int{1000, 4000, 10000, 20000} {
 		sm := newSim(t, Config{}, clientPeer{sendEvery: 5 * s1, pongDelay: 50 * ms}, brokerPeer{sendEvery: 700 * ms},
-			connect(s1, 20*ms, V12, ours, springSB, hb(5000, tsc), hb(tsc, 5000))...).run(300 * s1)
+			connect(s1, 20*ms, inspect.V12, ours, springSB, hb(5000, tsc), hb(tsc, 5000))...).run(300 * s1)
 		if sm.dead != 0 {
 			t.Fatalf("%v at %v", sm.dead, sm.deadAt)
 		}
@@ -399,19 +403,19 @@ func TestClientEOLSpacing(t *testing.T) {
 	}
 }
 
-// Contract 4: no hop stays silent for longer than 40% of IdleTimeout, for
+// No hop stays silent for longer than 40% of IdleTimeout, for
 // every kind of client, in both modes. Peers are otherwise silent (the
 // client only answers pings).
 func TestIdleCoverage(t *testing.T) {
 	clients := []struct {
 		name string
-		v    Version
-		c, d HeartBeat
+		v    inspect.Version
+		c, d inspect.HeartBeat
 	}{
-		{"stomp.js", V12, stompJS, ours},
-		{"long heart-beats", V12, hb(120000, 120000), hb(120000, 120000)},
-		{"0,0", V12, noBeats, ours},
-		{"1.0", V10, noBeats, noBeats},
+		{"stomp.js", inspect.V12, stompJS, ours},
+		{"long heart-beats", inspect.V12, hb(120000, 120000), hb(120000, 120000)},
+		{"0,0", inspect.V12, noBeats, ours},
+		{"1.0", inspect.V10, noBeats, noBeats},
 	}
 	for _, mode := range []Mode{Terminate, Passthrough} {
 		for _, idle := range []time.Duration{60 * s1, 30 * s1, 6 * s1} {
@@ -433,8 +437,8 @@ func TestIdleCoverage(t *testing.T) {
 					if g := maxGap(sm.clientAnyBytes, 0, sm.now); g > limit+eps {
 						t.Fatalf("client hop silent for %v, want ≤ %v", g, limit)
 					}
-					upCovered := mode == Terminate || (cl.v >= V11 && cl.d.In > 0 && cl.c.Out > 0)
-					if upCovered && cl.v >= V11 {
+					upCovered := mode == Terminate || (cl.v >= inspect.V11 && cl.d.Receive > 0 && cl.c.Send > 0)
+					if upCovered && cl.v >= inspect.V11 {
 						if g := maxGap(sm.upWrites, s1, sm.now); g > limit+eps {
 							t.Fatalf("upstream hop silent for %v, want ≤ %v", g, limit)
 						}
@@ -447,7 +451,7 @@ func TestIdleCoverage(t *testing.T) {
 	}
 }
 
-// Contract 5: in Passthrough mode the peers' own heart-beats flow end to
+// In Passthrough mode the peers' own heart-beats flow end to
 // end; the engine adds nothing while they cover the idle timeout, never
 // emits at T/2, and never declares the broker dead.
 func TestPassthrough(t *testing.T) {
@@ -455,14 +459,14 @@ func TestPassthrough(t *testing.T) {
 	e2e := hb(10000, 10000)
 	t.Run("peers beat", func(t *testing.T) {
 		sm := newSim(t, cfg, clientPeer{sendEvery: 10 * s1, forward: true, pongDelay: 50 * ms}, brokerPeer{sendEvery: 10 * s1, relay: true},
-			connect(s1, 20*ms, V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
+			connect(s1, 20*ms, inspect.V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
 		if sm.dead != 0 || len(sm.events) != 0 {
 			t.Fatalf("dead %v, events %v", sm.dead, sm.events)
 		}
 	})
 	t.Run("idle peers", func(t *testing.T) {
 		sm := newSim(t, cfg, responsive, brokerPeer{},
-			connect(s1, 20*ms, V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
+			connect(s1, 20*ms, inspect.V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
 		if sm.dead != 0 {
 			t.Fatalf("%v at %v (no broker deadline in passthrough)", sm.dead, sm.deadAt)
 		}
@@ -479,14 +483,14 @@ func TestPassthrough(t *testing.T) {
 	})
 	t.Run("broker accepts no client beats", func(t *testing.T) {
 		sm := newSim(t, cfg, responsive, brokerPeer{},
-			connect(s1, 20*ms, V12, stompJS, hb(10000, 0), stompJS, hb(10000, 0))...).run(600 * s1)
+			connect(s1, 20*ms, inspect.V12, stompJS, hb(10000, 0), stompJS, hb(10000, 0))...).run(600 * s1)
 		if n := len(sm.times(SendUpstreamEOL)); n != 0 {
 			t.Fatalf("%d upstream EOLs although the broker negotiated Tcs = 0", n)
 		}
 	})
 	t.Run("late client is probed", func(t *testing.T) {
 		sm := newSim(t, cfg, clientPeer{pongDelay: -1}, brokerPeer{},
-			connect(s1, 20*ms, V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
+			connect(s1, 20*ms, inspect.V12, stompJS, e2e, stompJS, e2e)...).run(600 * s1)
 		// Last read: CONNECT at 1s; probe at 1s+15s; dead 10s later.
 		if sm.dead != ClientDead || sm.deadAt != 26*s1 {
 			t.Fatalf("%v at %v, want ClientDead at 26s", sm.dead, sm.deadAt)
@@ -530,9 +534,9 @@ func TestExternalPingAndLateRead(t *testing.T) {
 func TestLaggingWriterNoDuplicates(t *testing.T) {
 	s := NewSession(Config{}, t0)
 	up, down := Negotiate(ours, springSB, stompJS, ours)
-	s.ConnectForwarded(t0, V12)
-	s.UpstreamConnected(t0, V12, up)
-	s.ClientConnected(t0, V12, down)
+	s.ConnectForwarded(t0, inspect.V12)
+	s.UpstreamConnected(t0, inspect.V12, up)
+	s.ClientConnected(t0, inspect.V12, down)
 	a := Activity{ClientRead: t0, ClientWrite: t0, UpstreamRead: t0, UpstreamWrite: t0}
 	now := t0.Add(5 * s1)
 	act, next := s.Tick(now, a)
@@ -585,9 +589,9 @@ func TestClose(t *testing.T) {
 func TestTickAllocs(t *testing.T) {
 	s := NewSession(Config{}, t0)
 	up, down := Negotiate(ours, springSB, stompJS, ours)
-	s.ConnectForwarded(t0, V12)
-	s.UpstreamConnected(t0, V12, up)
-	s.ClientConnected(t0, V12, down)
+	s.ConnectForwarded(t0, inspect.V12)
+	s.UpstreamConnected(t0, inspect.V12, up)
+	s.ClientConnected(t0, inspect.V12, down)
 	now := t0
 	a := Activity{ClientRead: t0, UpstreamRead: t0}
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -609,9 +613,9 @@ func TestTickAllocs(t *testing.T) {
 func BenchmarkTick(b *testing.B) {
 	s := NewSession(Config{}, t0)
 	up, down := Negotiate(ours, springSB, stompJS, ours)
-	s.ConnectForwarded(t0, V12)
-	s.UpstreamConnected(t0, V12, up)
-	s.ClientConnected(t0, V12, down)
+	s.ConnectForwarded(t0, inspect.V12)
+	s.UpstreamConnected(t0, inspect.V12, up)
+	s.ClientConnected(t0, inspect.V12, down)
 	now := t0
 	a := Activity{}
 	b.ReportAllocs()
@@ -645,9 +649,9 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 	up, down := Negotiate(ours, springSB, stompJS, ours)
 	start := func() *Session {
 		s := NewSession(Config{}, t0)
-		s.ConnectForwarded(t0, V12)
-		s.UpstreamConnected(t0.Add(20*ms), V12, up)
-		s.ClientConnected(t0.Add(20*ms), V12, down)
+		s.ConnectForwarded(t0, inspect.V12)
+		s.UpstreamConnected(t0.Add(20*ms), inspect.V12, up)
+		s.ClientConnected(t0.Add(20*ms), inspect.V12, down)
 		return s
 	}
 	late := t0.Add(20*ms + scale(up.Recv, DefaultTolerance) + ms)
@@ -725,7 +729,7 @@ func TestUnreadBytesDeferDeadlines(t *testing.T) {
 func TestEOLsShareWakeUps(t *testing.T) {
 	p := hb(4000, 4000)
 	sm := newSim(t, Config{}, clientPeer{sendEvery: 3 * s1, pongDelay: 50 * ms}, brokerPeer{sendEvery: 3 * s1},
-		connect(s1, 20*ms, V12, p, p, p, p)...).run(120 * s1)
+		connect(s1, 20*ms, inspect.V12, p, p, p, p)...).run(120 * s1)
 	if sm.dead != 0 {
 		t.Fatalf("%v at %v", sm.dead, sm.deadAt)
 	}
@@ -756,9 +760,9 @@ func TestUpstreamPing(t *testing.T) {
 	cfg := Config{UpstreamPingInterval: 2 * s1, PongTimeout: 1 * s1, IdleTimeout: -1, ClientPingInterval: time.Hour}
 	start := func() *Session {
 		s := NewSession(cfg, t0)
-		s.ConnectForwarded(t0, V12)
-		s.UpstreamConnected(t0, V12, Periods{})
-		s.ClientConnected(t0, V12, Periods{})
+		s.ConnectForwarded(t0, inspect.V12)
+		s.UpstreamConnected(t0, inspect.V12, Periods{})
+		s.ClientConnected(t0, inspect.V12, Periods{})
 		return s
 	}
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -818,8 +822,8 @@ func TestUpstreamPing(t *testing.T) {
 	})
 	t.Run("heart-beats watch the broker: no ping", func(t *testing.T) {
 		s := NewSession(cfg, t0)
-		s.ConnectForwarded(t0, V12)
-		s.UpstreamConnected(t0, V12, Periods{Send: 10 * s1, Recv: 10 * s1})
+		s.ConnectForwarded(t0, inspect.V12)
+		s.UpstreamConnected(t0, inspect.V12, Periods{Send: 10 * s1, Recv: 10 * s1})
 		for d := s1; d < 25*s1; d += s1 {
 			if acts, _ := s.Tick(at(d), Activity{ClientRead: at(d), UpstreamRead: at(d)}); acts.Has(PingUpstream) {
 				t.Fatalf("%v: pinged a broker whose heart-beats are watched", d)
@@ -843,8 +847,8 @@ func TestUpstreamPing(t *testing.T) {
 		c := cfg
 		c.UpstreamPingInterval = 0
 		s := NewSession(c, t0)
-		s.ConnectForwarded(t0, V12)
-		s.UpstreamConnected(t0, V12, Periods{})
+		s.ConnectForwarded(t0, inspect.V12)
+		s.UpstreamConnected(t0, inspect.V12, Periods{})
 		if acts, _ := s.Tick(at(time.Minute), Activity{ClientRead: at(time.Minute), UpstreamRead: t0}); acts.Has(PingUpstream) {
 			t.Fatal("pinged with UpstreamPingInterval 0")
 		}

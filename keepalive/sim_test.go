@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stompgate/stompgate/inspect"
 )
 
 // This file holds a tiny discrete-event simulator: a fake clock, a client
@@ -65,7 +67,7 @@ type sim struct {
 	fwd, disc      bool          // CONNECT / DISCONNECT forwarded
 	upConnected    time.Duration // 0 = not yet
 	downConnected  time.Duration // 0 = not yet
-	downV          Version
+	downV          inspect.Version
 	events         []event
 	dead           Actions
 	deadAt         time.Duration
@@ -203,7 +205,7 @@ func (sm *sim) tick() {
 		sm.upWrites = append(sm.upWrites, sm.now)
 	}
 	if act.Has(SendClientEOL) {
-		if sm.downConnected == 0 || sm.downV < V11 {
+		if sm.downConnected == 0 || sm.downV < inspect.V11 {
 			sm.t.Fatalf("at %v: client EOL before CONNECTED or to a %v client", sm.now, sm.downV)
 		}
 		sm.a.ClientWrite = sm.at(sm.now)
@@ -232,7 +234,7 @@ func (sm *sim) tick() {
 
 // connect: client CONNECT read and forwarded upstream at `at`; CONNECTED from
 // the broker read `rtt` later and CONNECTED written to the client at once.
-func connect(at, rtt time.Duration, v Version, p, s, c, d HeartBeat) []step {
+func connect(at, rtt time.Duration, v inspect.Version, p, s, c, d inspect.HeartBeat) []step {
 	up, down := Negotiate(p, s, c, d)
 	return []step{
 		{at, func(sm *sim) {
@@ -313,6 +315,6 @@ func gaps(ts []time.Duration, from, to time.Duration) []time.Duration {
 	return out
 }
 
-func hb(out, in int) HeartBeat {
-	return HeartBeat{Out: time.Duration(out) * ms, In: time.Duration(in) * ms}
+func hb(send, receive int) inspect.HeartBeat {
+	return inspect.HeartBeat{Send: time.Duration(send) * ms, Receive: time.Duration(receive) * ms}
 }

@@ -14,7 +14,8 @@ type Actions uint8
 // (a late-read bit may be).
 const (
 	// SendUpstreamEOL: write a single "\n" upstream, as its own WebSocket
-	// message, between frames (never "\r" alone, never split CRLF, R4).
+	// message, between frames (never "\r" alone, never split CRLF:
+	// docs/heartbeats.md#eol).
 	SendUpstreamEOL Actions = 1 << iota
 	// SendClientEOL: write a single "\n" to the client as its own WebSocket
 	// message, between frames.
@@ -22,10 +23,11 @@ const (
 	// PingClient: send a WebSocket Ping to the client.
 	PingClient
 	// ClientDead: the client missed its pong deadline; end the session
-	// (R6, R8). See Session.Verdict.
+	// as docs/heartbeats.md#peer-gone describes. See Session.Verdict.
 	ClientDead
-	// UpstreamDead: the broker missed its heart-beat deadline; send the
-	// client an ERROR built from Session.Verdict and close (R6, R8).
+	// UpstreamDead: the broker missed its heart-beat deadline (or, when
+	// pinged, its pong deadline); send the client an ERROR built from
+	// Session.Verdict and close (docs/heartbeats.md#peer-gone).
 	UpstreamDead
 	// UpstreamLateRead and ClientLateRead report, for counting only, that
 	// a read deadline had passed but the peer's bytes had reached the host

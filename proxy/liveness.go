@@ -8,7 +8,6 @@ import (
 	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
-	"github.com/stompgate/stompgate/stompflow"
 )
 
 // liveness drives a session's keepalive engine: one timer, which runs the
@@ -91,7 +90,7 @@ func (lv *liveness) notSTOMP() {
 
 func (lv *liveness) connectForwarded(offered inspect.Version) {
 	lv.mu.Lock()
-	lv.ka.ConnectForwarded(time.Now(), stompflow.KAVersion(offered))
+	lv.ka.ConnectForwarded(time.Now(), offered)
 	lv.mu.Unlock()
 	lv.kick()
 }
@@ -105,8 +104,8 @@ func (lv *liveness) disconnectForwarded() {
 func (lv *liveness) connected(v inspect.Version, upstream, client keepalive.Periods) {
 	now := time.Now()
 	lv.mu.Lock()
-	lv.ka.UpstreamConnected(now, stompflow.KAVersion(v), upstream)
-	lv.ka.ClientConnected(now, stompflow.KAVersion(v), client)
+	lv.ka.UpstreamConnected(now, v, upstream)
+	lv.ka.ClientConnected(now, v, client)
 	lv.mu.Unlock()
 	lv.kick()
 }

@@ -371,10 +371,10 @@ func (d *Direction) release(cmd inspect.Command, out Sink) error {
 		c.mu.Unlock()
 		out.Write(frame)
 		c.connected.Store(true)
-		up, client := keepalive.Negotiate(kaHB(neg.SentToUpstream), kaHB(shb), kaHB(neg.Client), kaHB(sent))
+		up, client := keepalive.Negotiate(neg.SentToUpstream, shb, neg.Client, sent)
 		if !terminate {
 			// One contract end to end: stompgate only relays.
-			up, client = keepalive.Negotiate(kaHB(neg.Client), kaHB(shb), kaHB(neg.Client), kaHB(shb))
+			up, client = keepalive.Negotiate(neg.Client, shb, neg.Client, shb)
 		}
 		c.obs.Connected(version, up, client)
 	case !d.fromClient && cmd == inspect.CmdReceipt:
@@ -389,20 +389,4 @@ func (d *Direction) release(cmd inspect.Command, out Sink) error {
 		out.Write(frame)
 	}
 	return nil
-}
-
-// kaHB and kaVersion translate to keepalive's types.
-func kaHB(h inspect.HeartBeat) keepalive.HeartBeat {
-	return keepalive.HeartBeat{Out: h.Send, In: h.Receive}
-}
-
-// KAVersion is v in keepalive's terms (an unknown version counts as 1.0).
-func KAVersion(v inspect.Version) keepalive.Version {
-	switch v {
-	case inspect.V11:
-		return keepalive.V11
-	case inspect.V12:
-		return keepalive.V12
-	}
-	return keepalive.V10
 }
