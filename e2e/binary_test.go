@@ -15,6 +15,7 @@ import (
 
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/e2e/peers"
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 // buildStompgate builds cmd/stompgate into a temporary directory.
@@ -96,7 +97,7 @@ func TestBinaryServesAndStops(t *testing.T) {
 		"STOMPGATE_SHUTDOWN_TIMEOUT=3s",
 		"STOMPGATE_LOG_LEVEL=debug",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -211,7 +212,7 @@ func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=5s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=30s",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -531,7 +532,7 @@ type lineProc struct {
 	lines  chan []byte
 	done   chan struct{}
 	err    error // from Wait, set before done is closed
-	stderr *lockedBuf
+	stderr *stomptest.LockedBuffer
 }
 
 func startLineProc(t testing.TB, timeout time.Duration, dir, bin string, args ...string) *lineProc {
@@ -539,7 +540,7 @@ func startLineProc(t testing.TB, timeout time.Duration, dir, bin string, args ..
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	p := &lineProc{t: t, lines: make(chan []byte, 64), done: make(chan struct{}), stderr: &lockedBuf{}}
+	p := &lineProc{t: t, lines: make(chan []byte, 64), done: make(chan struct{}), stderr: &stomptest.LockedBuffer{}}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -590,23 +591,6 @@ func (p *lineProc) next(within time.Duration) ([]byte, error) {
 			return nil, fmt.Errorf("no output within %v; stderr:\n%s", within, p.stderr.String())
 		}
 	}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // ---- misc -----------------------------------------------------------------

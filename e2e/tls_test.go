@@ -24,6 +24,7 @@ import (
 
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -171,7 +172,7 @@ func TestBinaryTLSBothSides(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=0s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=2s",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

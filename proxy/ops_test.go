@@ -21,6 +21,7 @@ import (
 
 	"github.com/stompgate/stompgate/admin"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -423,7 +424,7 @@ func scrape(t *testing.T, m *metrics.Metrics, series string) float64 {
 func TestLogsNeverCarrySecretsOrBodies(t *testing.T) {
 	const secret = "s3cr3t-Zq9"
 	brokerURL, _ := drainBroker(t)
-	var buf syncBuffer
+	var buf stomptest.LockedBuffer
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zapcore.DebugLevel))
 	p := newProxy(t, brokerURL, func(o *Options) {
@@ -455,23 +456,6 @@ func TestLogsNeverCarrySecretsOrBodies(t *testing.T) {
 	if strings.Contains(logs, secret) {
 		t.Fatalf("a secret or body reached the logs:\n%s", logs)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A client that stops reading is treated as gone: once a write to it times

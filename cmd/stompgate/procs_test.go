@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 const helperEnv = "STOMPGATE_TEST_HELPER"
@@ -62,7 +63,7 @@ func helperUpstream() int {
 // proc is a helper process started by the test.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuf // stdout and stderr
+	out    *stomptest.LockedBuffer // stdout and stderr
 	exited chan struct{}
 	err    error // set when exited is closed
 }
@@ -73,7 +74,7 @@ func startProc(t *testing.T, mode string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append([]string{helperEnv + "=" + mode, "PATH=" + os.Getenv("PATH")}, env...)
-	p := &proc{cmd: cmd, out: &lockedBuf{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &stomptest.LockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -180,23 +181,6 @@ func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool
 		time.Sleep(20 * time.Millisecond)
 	}
 	return time.Since(start)
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // With STOMPGATE_READY_CHECKS_UPSTREAM=true, /readyz proves that the
