@@ -130,15 +130,12 @@ func TestBinaryServesAndStops(t *testing.T) {
 		t.Errorf("GET /drain: %d, want 405", code)
 	}
 
-	c, _, err := dialStomp(t, "ws://"+addr+path, nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect()
+	c := stomptest.Dial(t, "ws://"+addr+path, stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest()...)
 	dest := "/queue/stompgate-e2e-" + t.Name()
-	c.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest))
-	c.send(encode("SEND", []byte("metered"), "destination", dest))
-	c.mustRead(5*time.Second, "MESSAGE")
+	c.Subscribe("s1", dest)
+	c.SendFrame("SEND", []byte("metered"), "destination", dest)
+	c.Expect(5*time.Second, "MESSAGE")
 
 	_, metrics := admin("GET", "/metrics")
 	for _, want := range []string{
