@@ -266,22 +266,10 @@ func stompUpstream(t *testing.T) (addr string, handshakes *atomic.Int32) {
 
 // stompSession opens a STOMP session through stompgate at addr and waits
 // for its CONNECTED.
-func stompSession(t *testing.T, addr string) *websocket.Conn {
+func stompSession(t *testing.T, addr string) *stomptest.Client {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second}
-	c, resp, err := d.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("handshake through %s: %v (%v)", addr, err, resp)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\x00")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := c.ReadMessage(); err != nil || !strings.HasPrefix(string(msg), "CONNECTED\n") {
-		t.Fatalf("want CONNECTED, got %q, %v", msg, err)
-	}
-	c.SetReadDeadline(time.Time{})
+	c := stomptest.Dial(t, "ws://"+addr+"/ws", stomptest.Subprotocols("v12.stomp"))
+	c.Connect("accept-version", "1.2", "host", "/", "heart-beat", "0,0")
 	return c
 }
 
@@ -355,27 +343,8 @@ func TestDrainFreesListenAddress(t *testing.T) {
 	}
 	first := startStompgate(t, admin1, settings...)
 	c := stompSession(t, addr)
-	type end struct {
-		frames []string
-		code   int
-	}
-	ended := make(chan end, 1)
-	go func() {
-		var e end
-		for {
-			_, msg, err := c.ReadMessage()
-			if err != nil {
-				if ce, ok := err.(*websocket.CloseError); ok {
-					e.code = ce.Code
-				}
-				ended <- e
-				return
-			}
-			if m := strings.TrimLeft(string(msg), "\r\n"); m != "" {
-				e.frames = append(e.frames, m)
-			}
-		}
-	}()
+	ended := make(chan stomptest.Quiet, 1)
+	go func() { ended <- c.Watch(time.Hour) }()
 
 	first.signal(t, syscall.SIGTERM)
 	sigterm := time.Now()
@@ -415,10 +384,10 @@ func TestDrainFreesListenAddress(t *testing.T) {
 		closedAfter.Round(time.Millisecond), served.Round(time.Millisecond))
 
 	select {
-	case e := <-ended:
-		if e.code != 1012 || len(e.frames) == 0 || !strings.HasPrefix(e.frames[len(e.frames)-1], "ERROR\n") ||
-			!strings.Contains(e.frames[len(e.frames)-1], "server restarting, reconnect") {
-			t.Errorf("drained client saw %q then close %d, want ERROR 'server restarting, reconnect' then 1012", e.frames, e.code)
+	case q := <-ended:
+		if last := len(q.Frames) - 1; !q.Closed || q.End.Code != 1012 || last < 0 || q.Frames[last].Command != "ERROR" ||
+			q.Frames[last].Headers["message"] != "server restarting, reconnect" {
+			t.Errorf("drained client saw %v, want ERROR 'server restarting, reconnect' then 1012", q)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the drained client was not closed")
