@@ -48,11 +48,14 @@ func broker(t *testing.T) string {
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
+// modes are the client's two ways of reading.
+var modes = []struct {
+	name string
+	opts []Option
+}{{"reading in Next", nil}, {"reading in the background", []Option{InBackground()}}}
+
 func TestClient(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		opts []Option
-	}{{"reading in Next", nil}, {"reading in the background", []Option{InBackground()}}} {
+	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			c := Dial(t, broker(t), append(mode.opts, Subprotocols("v12.stomp"))...)
 			if c.Conn().Subprotocol() != "v12.stomp" {
@@ -81,10 +84,7 @@ func TestClient(t *testing.T) {
 }
 
 func TestClientTimeout(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		opts []Option
-	}{{"reading in Next", nil}, {"reading in the background", []Option{InBackground()}}} {
+	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			c := Dial(t, broker(t), mode.opts...)
 			start := time.Now()
