@@ -15,6 +15,7 @@ import (
 
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/e2e/peers"
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 // buildStompgate builds cmd/stompgate into a temporary directory.
@@ -96,7 +97,7 @@ func TestBinaryServesAndStops(t *testing.T) {
 		"STOMPGATE_SHUTDOWN_TIMEOUT=3s",
 		"STOMPGATE_LOG_LEVEL=debug",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -129,15 +130,12 @@ func TestBinaryServesAndStops(t *testing.T) {
 		t.Errorf("GET /drain: %d, want 405", code)
 	}
 
-	c, _, err := dialStomp(t, "ws://"+addr+path, nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect()
+	c := stomptest.Dial(t, "ws://"+addr+path, stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest()...)
 	dest := "/queue/stompgate-e2e-" + t.Name()
-	c.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest))
-	c.send(encode("SEND", []byte("metered"), "destination", dest))
-	c.mustRead(5*time.Second, "MESSAGE")
+	c.Subscribe("s1", dest)
+	c.SendFrame("SEND", []byte("metered"), "destination", dest)
+	c.Expect(5*time.Second, "MESSAGE")
 
 	_, metrics := admin("GET", "/metrics")
 	for _, want := range []string{
@@ -211,7 +209,7 @@ func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=5s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=30s",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

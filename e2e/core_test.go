@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stompgate/stompgate/e2e/peers"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -82,34 +83,31 @@ func rabbit(t testing.TB) (origin, path string) {
 func TestRabbitRoundTripThroughStompgate(t *testing.T) {
 	origin, path := rabbit(t)
 	g := startGate(t, origin, nil)
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := c.ws.Subprotocol(); p != "v12.stomp" {
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	if p := c.Conn().Subprotocol(); p != "v12.stomp" {
 		t.Errorf("subprotocol %q, want v12.stomp chosen by RabbitMQ", p)
 	}
-	connected := c.connect()
+	connected := c.Connect(guest()...)
 	if connected.Headers["version"] != "1.2" {
 		t.Errorf("CONNECTED %v", connected)
 	}
 	dest := "/queue/stompgate-e2e-" + t.Name()
-	c.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest, "receipt", "r1"))
-	c.mustRead(5*time.Second, "RECEIPT")
+	c.Subscribe("s1", dest, "receipt", "r1")
+	c.Expect(5*time.Second, "RECEIPT")
 
 	// Text frames, a binary WebSocket message, and a 512 KiB body.
 	big := bytes.Repeat([]byte("stompgate!"), 512<<10/10)
 	bodies := [][]byte{[]byte("hello"), []byte("via binary"), big}
 	for i, body := range bodies {
-		raw := encode("SEND", body, "destination", dest)
+		raw := stomptest.Encode("SEND", body, "destination", dest)
 		mt := websocket.TextMessage
 		if i == 1 {
 			mt = websocket.BinaryMessage
 		}
-		if err := c.ws.WriteMessage(mt, raw); err != nil {
+		if err := c.WriteMessage(mt, raw); err != nil {
 			t.Fatal(err)
 		}
-		m := c.mustRead(10*time.Second, "MESSAGE")
+		m := c.Expect(10*time.Second, "MESSAGE")
 		if !bytes.Equal(m.Body, body) {
 			t.Fatalf("message %d: got %d bytes, want %d", i, len(m.Body), len(body))
 		}
@@ -117,7 +115,7 @@ func TestRabbitRoundTripThroughStompgate(t *testing.T) {
 	// RabbitMQ 3.10 answers DISCONNECT with close 1000 "STOMP died" and no
 	// RECEIPT (seen directly, without stompgate); newer versions send the
 	// RECEIPT first. Either must reach the client intact.
-	c.send(encode("DISCONNECT", nil, "receipt", "bye"))
+	c.SendFrame("DISCONNECT", nil, "receipt", "bye")
 	o := observe(c, 2*time.Second)
 	if o.CloseCode != websocket.CloseNormalClosure && (len(o.Frames) == 0 || !strings.HasPrefix(o.Frames[0], "RECEIPT")) {
 		t.Fatalf("after DISCONNECT: %+v, want RECEIPT or close 1000", o)
@@ -131,25 +129,19 @@ type outcome struct {
 	CloseCode int // 0 = still open at the end of the window, -1 = TCP closed without a close frame
 }
 
-func observe(c *stompConn, window time.Duration) outcome {
+func observe(c *stomptest.Client, window time.Duration) outcome {
 	var o outcome
-	deadline := time.Now().Add(window)
-	for time.Now().Before(deadline) {
-		f, err := c.read(time.Until(deadline))
-		if err == nil {
-			o.Frames = append(o.Frames, f.Command+" message:"+f.Headers["message"])
-			continue
-		}
-		var ce *websocket.CloseError
-		var ne net.Error
-		switch {
-		case errors.As(err, &ce):
-			o.CloseCode = ce.Code
-		case errors.As(err, &ne) && ne.Timeout():
-		default:
-			o.CloseCode = -1
-		}
-		break
+	q := c.Watch(window)
+	for _, f := range q.Frames {
+		o.Frames = append(o.Frames, f.Command+" message:"+f.Headers["message"])
+	}
+	var ce *websocket.CloseError
+	switch {
+	case !q.Closed:
+	case errors.As(q.End.Err, &ce):
+		o.CloseCode = ce.Code
+	default:
+		o.CloseCode = -1
 	}
 	return o
 }
@@ -160,11 +152,8 @@ func TestRabbitBadPasscodeSameAsDirect(t *testing.T) {
 	origin, path := rabbit(t)
 	g := startGate(t, origin, nil)
 	run := func(url string) outcome {
-		c, _, err := dialStomp(t, url, nil, "v12.stomp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "wrong"))
+		c := stomptest.Dial(t, url, stomptest.Subprotocols("v12.stomp"))
+		c.SendFrame("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "wrong")
 		return observe(c, 1500*time.Millisecond)
 	}
 	direct := run(origin + path)
@@ -193,7 +182,7 @@ func equalOutcome(a, b outcome) bool {
 func TestRabbitUnknownPathIs404(t *testing.T) {
 	origin, _ := rabbit(t)
 	g := startGate(t, origin, nil)
-	_, resp, err := dialStomp(t, g.url("/no-such-endpoint"), nil, "v12.stomp")
+	_, resp, err := stomptest.TryDial(t, g.url("/no-such-endpoint"), stomptest.Subprotocols("v12.stomp"))
 	if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("want RabbitMQ's 404, got %v %v", resp, err)
 	}
@@ -207,7 +196,7 @@ func TestRefusedUpstreamIs502(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	g := startGate(t, "ws://"+addr, nil)
-	_, resp, err := dialStomp(t, g.url("/ws"), nil, "v12.stomp")
+	_, resp, err := stomptest.TryDial(t, g.url("/ws"), stomptest.Subprotocols("v12.stomp"))
 	if err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("want 502 before the upgrade, got %v %v", resp, err)
 	}
@@ -241,16 +230,13 @@ func TestRabbitClientKilledReleasesUpstream(t *testing.T) {
 	g := startGate(t, origin, nil)
 	port := mustPort(t, origin)
 	before := established(t, port)
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect()
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest()...)
 	if n := established(t, port); n != before+1 {
 		t.Fatalf("%d connections to RabbitMQ, want %d", n, before+1)
 	}
 	start := time.Now()
-	c.ws.NetConn().Close()
+	c.Conn().NetConn().Close()
 	limit := time.Second + time.Second // CloseTimeout + 1 s
 	for established(t, port) > before {
 		if time.Since(start) > limit {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stompgate/stompgate/e2e/peers"
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 // envDemoScreenshot names the variable that asks TestDemoInChromium to copy
@@ -103,7 +104,7 @@ func TestDemoInChromium(t *testing.T) {
 		"STOMPGATE_ADMIN_ADDR=" + admin,
 		"STOMPGATE_LOG_LEVEL=debug",
 	}
-	logs := &lockedBuf{}
+	logs := &stomptest.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stompgate/stompgate/e2e/peers"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
@@ -41,12 +42,9 @@ func TestRabbitCleanDisconnectIsTheClients(t *testing.T) {
 	origin, path := rabbit(t)
 	m := metrics.Discard()
 	g := startGate(t, origin, func(o *proxy.Options) { o.Metrics = m })
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect()
-	c.send(encode("DISCONNECT", nil, "receipt", "bye"))
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest()...)
+	c.SendFrame("DISCONNECT", nil, "receipt", "bye")
 	o := observe(c, 2*time.Second)
 	if o.CloseCode != 1000 {
 		t.Fatalf("client observed %+v, want close 1000", o)
@@ -64,15 +62,12 @@ func TestRabbitCleanDisconnectIsTheClients(t *testing.T) {
 func TestRabbitClientKilledIsTheClients(t *testing.T) {
 	origin, path := rabbit(t)
 	g := startGate(t, origin, nil) // CloseTimeout 1 s
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect()
-	c.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", uniqueDest(t), "receipt", "r1"))
-	c.mustRead(5*time.Second, "RECEIPT")
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest()...)
+	c.Subscribe("s1", uniqueDest(t), "receipt", "r1")
+	c.Expect(5*time.Second, "RECEIPT")
 	killed := time.Now()
-	c.ws.NetConn().Close() // what the kernel does for a killed process
+	c.Conn().NetConn().Close() // what the kernel does for a killed process
 	e := g.sessionEnd(t, 5*time.Second)
 	took := e.Time.Sub(killed)
 	t.Logf("session ended %v after the kill: %v", took.Round(time.Millisecond), e.ContextMap())
@@ -92,11 +87,8 @@ func TestRabbitFrozenClientVerdictIsTheCause(t *testing.T) {
 	g := startGate(t, origin, func(o *proxy.Options) {
 		o.STOMP.Keepalive = keepalive.Config{ClientPingInterval: 300 * time.Millisecond, PongTimeout: 300 * time.Millisecond, IdleTimeout: -1}
 	})
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect("heart-beat", "0,0")
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest("heart-beat", "0,0")...)
 	// From here on the client reads nothing, so it answers no ping: frozen.
 	e := g.sessionEnd(t, 5*time.Second)
 	t.Logf("session ended: %v", e.ContextMap())
@@ -109,13 +101,10 @@ func TestRabbitFrozenClientVerdictIsTheCause(t *testing.T) {
 func TestRabbitBadPasscodeLogsTheErrorTheClientSaw(t *testing.T) {
 	origin, path := rabbit(t)
 	g := startGate(t, origin, nil)
-	c, _, err := dialStomp(t, g.url(path), nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "wrong"))
-	f := c.mustRead(5*time.Second, "ERROR")
-	c.ws.NetConn().Close()
+	c := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"))
+	c.SendFrame("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "wrong")
+	f := c.Expect(5*time.Second, "ERROR")
+	c.Conn().NetConn().Close()
 	e := g.sessionEnd(t, 5*time.Second)
 	t.Logf("client saw ERROR message:%q; session ended: %v", f.Headers["message"], e.ContextMap())
 	if got := field(e, "upstream_error"); got != f.Headers["message"] || got != "Bad CONNECT" {
@@ -135,11 +124,8 @@ func TestRabbitClientCutByNginxIsTheClients(t *testing.T) {
 		o.STOMP.Keepalive = keepalive.Config{IdleTimeout: -1}
 	})
 	addr := peers.StartNginx(t, nginxWebSocketConf(strings.TrimPrefix(g.srv.URL, "http://"), timeout))
-	c, _, err := dialStomp(t, "ws://"+addr+path, nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.connect("heart-beat", "0,0")
+	c := stomptest.Dial(t, "ws://"+addr+path, stomptest.Subprotocols("v12.stomp"))
+	c.Connect(guest("heart-beat", "0,0")...)
 	e := g.sessionEnd(t, 10*timeout)
 	t.Logf("session ended: %v", e.ContextMap())
 	end, _ := field(e, "end").(string)

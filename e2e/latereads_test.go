@@ -7,7 +7,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/stompgate/stompgate/internal/wstest"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/metrics"
 	"github.com/stompgate/stompgate/proxy"
@@ -31,28 +31,16 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 	})
 
 	// The subscriber: a small receive buffer, and no reads after RECEIPT.
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second,
-		NetDial: wstest.DialReadBuffer(4096)}
-	ws, _, err := d.Dial(g.url(path), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	sub := &stompConn{t: t, ws: ws}
-	sub.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "guest", "heart-beat", "0,0"))
-	sub.mustRead(5*time.Second, "CONNECTED")
+	sub := stomptest.Dial(t, g.url(path), stomptest.Subprotocols("v12.stomp"), stomptest.ReceiveBuffer(4096))
+	sub.Connect(guest("heart-beat", "0,0")...)
 	dest := uniqueDest(t)
-	sub.send(encode("SUBSCRIBE", nil, "id", "s1", "destination", dest, "receipt", "r1"))
-	sub.mustRead(5*time.Second, "RECEIPT")
+	sub.Subscribe("s1", dest, "receipt", "r1")
+	sub.Expect(5*time.Second, "RECEIPT")
 
 	// A publisher straight to RabbitMQ sends 32 KiB MESSAGEs until the late
 	// read is counted (or RabbitMQ's flow control stops it).
-	pub, _, err := dialStomp(t, origin+path, nil, "v12.stomp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "login", "guest", "passcode", "guest"))
-	pub.mustRead(5*time.Second, "CONNECTED")
+	pub := stomptest.Dial(t, origin+path, stomptest.Subprotocols("v12.stomp"))
+	pub.Connect(guest()...)
 	body := []byte(strings.Repeat("x", 32<<10))
 	sending := true
 	deadline := time.Now().Add(15 * time.Second)
@@ -61,8 +49,8 @@ func TestRabbitLateReadIsNotADeath(t *testing.T) {
 			t.Fatal("no upstream late read with evidence \"unread\" counted within 15s")
 		}
 		if sending {
-			pub.ws.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			sending = pub.ws.WriteMessage(websocket.TextMessage, encode("SEND", body, "destination", dest)) == nil
+			pub.Conn().SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			sending = pub.Conn().WriteMessage(websocket.TextMessage, stomptest.Encode("SEND", body, "destination", dest)) == nil
 		} else {
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -1,11 +1,9 @@
 package e2e
 
-// Helpers for the liveness scenarios of scenarios_test.go: a STOMP client
-// that reads in the background (so a test can wait for frames, heart-beats or
-// the close with deadlines, and keep using the connection after a quiet
-// period), a TCP relay that can black-hole a connection without closing it,
-// the Spring-semantics broker on 127.0.0.1 with an event log and a kill
-// switch, and a runner for the python and node client scripts.
+// Helpers for the liveness scenarios of scenarios_test.go: a TCP relay that
+// can black-hole a connection without closing it, the Spring-semantics
+// broker on 127.0.0.1 with an event log and a kill switch, and a runner for
+// the python and node client scripts.
 
 import (
 	"bufio"
@@ -13,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,258 +20,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
-
-// ---- STOMP client with a background reader --------------------------------
-
-// liveClient is a STOMP-over-WebSocket client whose reader goroutine runs
-// for the whole connection: it answers pings (unless told not to), counts
-// heart-beat EOLs and pings, queues frames and records how the connection
-// ended. Unlike stompConn, a quiet period does not break it.
-type liveClient struct {
-	t  testing.TB
-	ws *websocket.Conn
-
-	wmu sync.Mutex // serialises data writes
-
-	mu     sync.Mutex
-	frames []frame
-	next   int           // index of the next frame handed to the test
-	notify chan struct{} // cap 1, poked on every frame
-
-	eols  atomic.Int64 // heart-beat messages (only EOLs) received
-	pings atomic.Int64 // WebSocket pings received
-
-	done chan struct{} // closed when the reader has ended; end is set then
-	end  clientEnd
-}
-
-// clientEnd is how a client's connection ended.
-type clientEnd struct {
-	// Code is the close code received, or 1006 when the connection ended
-	// without a close frame (as a browser reports it).
-	Code int
-	Text string
-	Err  error
-	At   time.Time
-}
-
-type clientOption func(*clientOpts)
-
-type clientOpts struct {
-	noPong bool
-}
-
-// withoutPongs makes the client read pings but never answer them: a client
-// that is gone for good (frozen process, dead network) as seen from the
-// WebSocket layer.
-func withoutPongs() clientOption { return func(o *clientOpts) { o.noPong = true } }
-
-func dialLive(t testing.TB, url string, opts ...clientOption) *liveClient {
-	t.Helper()
-	var o clientOpts
-	for _, f := range opts {
-		f(&o)
-	}
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second}
-	ws, _, err := d.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	c := &liveClient{t: t, ws: ws, notify: make(chan struct{}, 1), done: make(chan struct{})}
-	ws.SetPingHandler(func(data string) error {
-		c.pings.Add(1)
-		if o.noPong {
-			return nil
-		}
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return nil
-			}
-			return err
-		}
-		return nil
-	})
-	go c.readLoop()
-	t.Cleanup(func() {
-		ws.Close()
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("client reader did not end within 5s of closing the connection")
-		}
-	})
-	return c
-}
-
-func (c *liveClient) readLoop() {
-	defer close(c.done)
-	for {
-		_, msg, err := c.ws.ReadMessage()
-		if err != nil {
-			e := clientEnd{Code: websocket.CloseAbnormalClosure, Err: err, At: time.Now()}
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				e.Code, e.Text = ce.Code, ce.Text
-			}
-			c.end = e
-			return
-		}
-		msg = bytes.TrimLeft(msg, "\r\n")
-		if len(msg) == 0 {
-			c.eols.Add(1)
-			continue
-		}
-		f, err := decode(msg)
-		if err != nil {
-			f = frame{Command: "UNDECODABLE", Headers: map[string]string{"message": err.Error()}, Body: msg}
-		}
-		c.mu.Lock()
-		c.frames = append(c.frames, f)
-		c.mu.Unlock()
-		select {
-		case c.notify <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (c *liveClient) send(raw []byte) {
-	c.t.Helper()
-	if err := c.write(websocket.TextMessage, raw); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *liveClient) write(mt int, raw []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	return c.ws.WriteMessage(mt, raw)
-}
-
-// sendEOL sends one STOMP heart-beat.
-func (c *liveClient) sendEOL() error { return c.write(websocket.TextMessage, []byte("\n")) }
-
-// ping sends a WebSocket ping.
-func (c *liveClient) ping() error {
-	return c.ws.WriteControl(websocket.PingMessage, []byte("scenario"), time.Now().Add(time.Second))
-}
-
-var errTimeout = errors.New("timed out")
-
-// nextFrame returns the next frame not yet returned, waiting up to within.
-// Once the connection has ended and no frame is left, it returns an error
-// describing the close.
-func (c *liveClient) nextFrame(within time.Duration) (frame, error) {
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	for {
-		c.mu.Lock()
-		if c.next < len(c.frames) {
-			f := c.frames[c.next]
-			c.next++
-			c.mu.Unlock()
-			return f, nil
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.notify:
-		case <-c.done:
-			c.mu.Lock()
-			more := c.next < len(c.frames)
-			c.mu.Unlock()
-			if !more {
-				return frame{}, fmt.Errorf("connection ended: close %d %q (%v)", c.end.Code, c.end.Text, c.end.Err)
-			}
-		case <-timer.C:
-			return frame{}, errTimeout
-		}
-	}
-}
-
-func (c *liveClient) expect(within time.Duration, command string) frame {
-	c.t.Helper()
-	f, err := c.nextFrame(within)
-	if err != nil {
-		c.t.Fatalf("waiting %v for %s: %v", within, command, err)
-	}
-	if f.Command != command {
-		c.t.Fatalf("got %v, want %s", f, command)
-	}
-	return f
-}
-
-// connect sends CONNECT (RabbitMQ's guest account; the Spring double ignores
-// the credentials) with the given extra headers and returns CONNECTED.
-func (c *liveClient) connect(extra ...string) frame {
-	c.t.Helper()
-	h := append([]string{"accept-version", "1.2", "host", "/", "login", "guest", "passcode", "guest"}, extra...)
-	c.send(encode("CONNECT", nil, h...))
-	return c.expect(5*time.Second, "CONNECTED")
-}
-
-// quiet is what a client saw during a window in which it expected nothing.
-type quiet struct {
-	Frames []frame
-	Closed bool
-	End    clientEnd
-	Lasted time.Duration // how long the window lasted (shorter if closed)
-}
-
-// holdQuiet waits for window, or until the connection ends, and returns the
-// frames that arrived meanwhile. EOLs and pings are only counted.
-func (c *liveClient) holdQuiet(window time.Duration) quiet {
-	start := time.Now()
-	timer := time.NewTimer(window)
-	defer timer.Stop()
-	var q quiet
-	select {
-	case <-timer.C:
-	case <-c.done:
-		q.Closed, q.End = true, c.end
-	}
-	q.Lasted = time.Since(start)
-	for {
-		f, err := c.nextFrame(0)
-		if err != nil {
-			break
-		}
-		q.Frames = append(q.Frames, f)
-	}
-	return q
-}
-
-// waitEnd waits up to within for the connection to end; frames that arrive
-// first are returned too.
-func (c *liveClient) waitEnd(within time.Duration) (frames []frame, end clientEnd, ok bool) {
-	q := c.holdQuiet(within)
-	return q.Frames, q.End, q.Closed
-}
-
-func (q quiet) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "after %v:", q.Lasted.Round(time.Millisecond))
-	for _, f := range q.Frames {
-		fmt.Fprintf(&b, " %s(message=%q)", f.Command, f.Headers["message"])
-	}
-	if q.Closed {
-		fmt.Fprintf(&b, " closed %d %q", q.End.Code, q.End.Text)
-	} else {
-		b.WriteString(" still open")
-	}
-	return b.String()
-}
 
 // ---- TCP relay that can black-hole a connection ---------------------------
 
@@ -531,7 +283,7 @@ type lineProc struct {
 	lines  chan []byte
 	done   chan struct{}
 	err    error // from Wait, set before done is closed
-	stderr *lockedBuf
+	stderr *stomptest.LockedBuffer
 }
 
 func startLineProc(t testing.TB, timeout time.Duration, dir, bin string, args ...string) *lineProc {
@@ -539,7 +291,7 @@ func startLineProc(t testing.TB, timeout time.Duration, dir, bin string, args ..
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	p := &lineProc{t: t, lines: make(chan []byte, 64), done: make(chan struct{}), stderr: &lockedBuf{}}
+	p := &lineProc{t: t, lines: make(chan []byte, 64), done: make(chan struct{}), stderr: &stomptest.LockedBuffer{}}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -590,23 +342,6 @@ func (p *lineProc) next(within time.Duration) ([]byte, error) {
 			return nil, fmt.Errorf("no output within %v; stderr:\n%s", within, p.stderr.String())
 		}
 	}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // ---- misc -----------------------------------------------------------------

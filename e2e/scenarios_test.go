@@ -28,6 +28,7 @@ import (
 	"github.com/stompgate/stompgate/e2e/peers"
 	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/keepalive"
 	"github.com/stompgate/stompgate/proxy"
 )
@@ -40,35 +41,35 @@ func hb(send, receive time.Duration) inspect.HeartBeat {
 
 // subscribeSpring subscribes c to dest on the Spring double, which sends no
 // RECEIPT for SUBSCRIBE: the broker's registry is watched instead.
-func subscribeSpring(t *testing.T, c *liveClient, b *spring, dest string) {
+func subscribeSpring(t *testing.T, c *stomptest.Client, b *spring, dest string) {
 	t.Helper()
 	n := b.b.Subscriptions()
-	c.send(encode("SUBSCRIBE", nil, "id", "sub-0", "destination", dest))
+	c.Subscribe("sub-0", dest)
 	if !eventually(5*time.Second, func() bool { return b.b.Subscriptions() > n }) {
 		t.Fatalf("the broker did not register the SUBSCRIBE to %s within 5s", dest)
 	}
 }
 
 // subscribeRabbit subscribes c to dest on RabbitMQ and waits for the RECEIPT.
-func subscribeRabbit(t *testing.T, c *liveClient, dest string) {
+func subscribeRabbit(t *testing.T, c *stomptest.Client, dest string) {
 	t.Helper()
-	c.send(encode("SUBSCRIBE", nil, "id", "sub-0", "destination", dest, "receipt", "sub-0"))
-	c.expect(5*time.Second, "RECEIPT")
+	c.Subscribe("sub-0", dest, "receipt", "sub-0")
+	c.Expect(5*time.Second, "RECEIPT")
 }
 
 // roundTrip proves a session is alive end to end: a SEND comes back as a
 // MESSAGE on the subscription.
-func roundTrip(t *testing.T, c *liveClient, dest, body string) {
+func roundTrip(t *testing.T, c *stomptest.Client, dest, body string) {
 	t.Helper()
-	c.send(encode("SEND", []byte(body), "destination", dest))
-	if m := c.expect(5*time.Second, "MESSAGE"); string(m.Body) != body {
+	c.SendFrame("SEND", []byte(body), "destination", dest)
+	if m := c.Expect(5*time.Second, "MESSAGE"); string(m.Body) != body {
 		t.Fatalf("MESSAGE body %q, want %q", m.Body, body)
 	}
 }
 
 // expectQuiet fails unless the connection stayed open without any frame
 // during the window.
-func expectQuiet(t *testing.T, what string, q quiet) {
+func expectQuiet(t *testing.T, what string, q stomptest.Quiet) {
 	t.Helper()
 	if q.Closed || len(q.Frames) > 0 {
 		t.Fatalf("%s: %v, want the session open and no frame", what, q)
@@ -229,9 +230,9 @@ func TestScenarioS2NginxIdleTimeout(t *testing.T) {
 		t.Parallel()
 		addr := peers.StartNginx(t, nginxWebSocketConf(strings.TrimPrefix(origin, "ws://"), timeout))
 		c := dialLive(t, "ws://"+addr+path)
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeRabbit(t, c, uniqueDest(t))
-		q := c.holdQuiet(10 * timeout)
+		q := c.Watch(10 * timeout)
 		t.Logf("client → nginx (proxy_read_timeout %v) → RabbitMQ, heart-beat 0,0, silent: %v", timeout, q)
 		if !q.Closed || q.End.Code != 1006 || len(q.Frames) != 0 {
 			t.Fatalf("want close 1006 without any frame, got %v", q)
@@ -248,12 +249,12 @@ func TestScenarioS2NginxIdleTimeout(t *testing.T) {
 		})
 		addr := peers.StartNginx(t, nginxWebSocketConf(strings.TrimPrefix(g.srv.URL, "http://"), timeout))
 		c := dialLive(t, "ws://"+addr+path)
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		dest := uniqueDest(t)
 		subscribeRabbit(t, c, dest)
-		q := c.holdQuiet(10 * timeout)
+		q := c.Watch(10 * timeout)
 		t.Logf("client → nginx → stompgate (IdleTimeout %v) → RabbitMQ: %v; %d pings and %d EOLs reached the client",
-			timeout, q, c.pings.Load(), c.eols.Load())
+			timeout, q, c.Pings(), c.EOLs())
 		expectQuiet(t, fmt.Sprintf("after %v of silence behind nginx's %v timeout", 10*timeout, timeout), q)
 		roundTrip(t, c, dest, "still connected")
 	})
@@ -279,7 +280,7 @@ func TestScenarioS3ClientVanishes(t *testing.T) {
 		b := startSpring(t, 0, 0)
 		r := startRelay(t, b.addr())
 		c := dialLive(t, "ws://"+r.addr()+"/ws")
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		r.stall()
 		if e, ended := b.waitEvent(window, isKind(springbroker.EventClosed)); ended {
@@ -301,7 +302,7 @@ func TestScenarioS3ClientVanishes(t *testing.T) {
 		fd0, gr0 := openFDs(t), goroutines()
 
 		c := dialLive(t, "ws://"+r.addr()+"/ws")
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		r.stall()
 		stalled := time.Now()
@@ -330,8 +331,7 @@ func TestScenarioS3ClientVanishes(t *testing.T) {
 			t.Errorf("%d file descriptors open, want at most %d (baseline %d + the client's and the stalled relay's 3)", openFDs(t), fd0+3, fd0)
 		}
 		r.close()
-		c.ws.Close()
-		<-c.done
+		c.Close()
 		const slack = 2
 		if !eventually(5*time.Second, func() bool { return openFDs(t) <= fd0 && goroutines() <= gr0+slack }) {
 			t.Errorf("after closing the test's own connections: %d fds (baseline %d), %d goroutines (baseline %d + %d)",
@@ -354,10 +354,10 @@ func TestScenarioS4BrokerVanishes(t *testing.T) {
 		b := startSpring(t, 200*ms, 200*ms)
 		r := startRelay(t, b.addr())
 		c := dialLive(t, "ws://"+r.addr()+"/ws")
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		r.stall()
-		q := c.holdQuiet(3 * time.Second)
+		q := c.Watch(3 * time.Second)
 		t.Logf("client with heart-beat 0,0 after the broker vanished: %v", q)
 		expectQuiet(t, "a client without heart-beats cannot notice", q)
 	})
@@ -371,14 +371,14 @@ func TestScenarioS4BrokerVanishes(t *testing.T) {
 		})
 		t.Cleanup(r.close) // runs before the gate's cleanup waits for its sessions
 		c := dialLive(t, g.url("/ws"))
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		r.stall()
 		stalled := time.Now()
-		frames, end, ok := c.waitEnd(bound)
-		q := quiet{Frames: frames, Closed: ok, End: end, Lasted: time.Since(stalled)}
+		q := c.Watch(bound)
+		q.Lasted = time.Since(stalled)
 		t.Logf("client through stompgate after the broker vanished: %v", q)
-		if !ok {
+		if !q.Closed {
 			t.Fatalf("the client was not told within %v", bound)
 		}
 		expectErrorThenClose(t, q, 1011)
@@ -386,7 +386,7 @@ func TestScenarioS4BrokerVanishes(t *testing.T) {
 }
 
 // expectErrorThenClose wants exactly one ERROR with a message, then close code.
-func expectErrorThenClose(t *testing.T, q quiet, code int) {
+func expectErrorThenClose(t *testing.T, q stomptest.Quiet, code int) {
 	t.Helper()
 	if len(q.Frames) != 1 || q.Frames[0].Command != "ERROR" || q.Frames[0].Headers["message"] == "" {
 		t.Fatalf("want one ERROR frame saying what happened, got %v", q)
@@ -404,13 +404,12 @@ func TestScenarioS4BrokerKilled(t *testing.T) {
 		t.Parallel()
 		b := startSpring(t, 200*ms, 200*ms)
 		c := dialLive(t, b.url())
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		b.kill()
-		frames, end, ok := c.waitEnd(bound)
-		q := quiet{Frames: frames, Closed: ok, End: end}
+		q := c.Watch(bound)
 		t.Logf("client directly on a broker that died: %v", q)
-		if !ok || end.Code != 1006 || len(frames) != 0 {
+		if !q.Closed || q.End.Code != 1006 || len(q.Frames) != 0 {
 			t.Fatalf("want close 1006 and no explanation, got %v", q)
 		}
 	})
@@ -422,14 +421,14 @@ func TestScenarioS4BrokerKilled(t *testing.T) {
 			o.STOMP.UpstreamHeartBeat = hb(200*ms, 200*ms)
 		})
 		c := dialLive(t, g.url("/ws"))
-		c.connect("heart-beat", "0,0")
+		c.Connect(guest("heart-beat", "0,0")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		killed := time.Now()
 		b.kill()
-		frames, end, ok := c.waitEnd(bound)
-		q := quiet{Frames: frames, Closed: ok, End: end, Lasted: time.Since(killed)}
+		q := c.Watch(bound)
+		q.Lasted = time.Since(killed)
 		t.Logf("client through stompgate on a broker that died: %v", q)
-		if !ok {
+		if !q.Closed {
 			t.Fatalf("the client was not told within %v", bound)
 		}
 		expectErrorThenClose(t, q, 1011)
@@ -454,14 +453,14 @@ func TestScenarioS5RabbitRoundedHeartBeats(t *testing.T) {
 	t.Run("control", func(t *testing.T) {
 		t.Parallel()
 		c := dialLive(t, origin+path)
-		conn := c.connect("heart-beat", asked)
+		conn := c.Connect(guest("heart-beat", asked)...)
 		if got := conn.Headers["heart-beat"]; got != rabbitAnswer {
 			t.Errorf("RabbitMQ answered heart-beat:%s with %s, want %s", asked, got, rabbitAnswer)
 		}
 		subscribeRabbit(t, c, uniqueDest(t))
 		// The client sends nothing at all, not even WebSocket pings
 		// (RabbitMQ counts any byte, pings included).
-		q := c.holdQuiet(hold)
+		q := c.Watch(hold)
 		t.Logf("client that sends nothing, directly to RabbitMQ: %v", q)
 		if !q.Closed || q.End.Code != 1000 || q.End.Text != "STOMP died" || len(q.Frames) != 0 {
 			t.Fatalf(`want close 1000 "STOMP died" without ERROR, got %v`, q)
@@ -479,7 +478,7 @@ func TestScenarioS5RabbitRoundedHeartBeats(t *testing.T) {
 			o.STOMP.Keepalive.IdleTimeout = 10 * time.Second
 		})
 		c := dialLive(t, g.url(path))
-		conn := c.connect("heart-beat", asked)
+		conn := c.Connect(guest("heart-beat", asked)...)
 		if got := conn.Headers["heart-beat"]; got != "2000,1500" {
 			t.Errorf("CONNECTED heart-beat:%s, want stompgate's client contract 2000,1500", got)
 		}
@@ -498,20 +497,20 @@ func TestScenarioS5RabbitRoundedHeartBeats(t *testing.T) {
 				case <-stop:
 					return
 				case <-tick.C:
-					c.ping()
+					c.Ping("scenario")
 				}
 			}
 		}()
-		q := c.holdQuiet(hold)
+		q := c.Watch(hold)
 		close(stop)
 		<-pinger
-		t.Logf("client sending only pings, through stompgate to RabbitMQ: %v; %d EOLs from stompgate", q, c.eols.Load())
+		t.Logf("client sending only pings, through stompgate to RabbitMQ: %v; %d EOLs from stompgate", q, c.EOLs())
 		expectQuiet(t, fmt.Sprintf("after %v", hold), q)
 		roundTrip(t, c, dest, "still connected")
 
 		// The periods stompgate derived, from its session log line.
-		c.send(encode("DISCONNECT", nil, "receipt", "bye"))
-		c.waitEnd(3 * time.Second)
+		c.SendFrame("DISCONNECT", nil, "receipt", "bye")
+		c.Watch(3 * time.Second)
 		if eventually(3*time.Second, func() bool { return g.h.ActiveSessions() == 0 }) {
 			for _, e := range g.logs.All() {
 				f := e.ContextMap()
@@ -534,7 +533,7 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 	const period = 200 * ms
 	const throttled = 10 * period       // the tab's timer fires this rarely
 	const window = 2*throttled + period // two throttled heart-beats
-	sendEvery := func(c *liveClient, every time.Duration) (stop func()) {
+	sendEvery := func(c *stomptest.Client, every time.Duration) (stop func()) {
 		done, ended := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(ended)
@@ -545,7 +544,7 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 				case <-done:
 					return
 				case <-tick.C:
-					if c.sendEOL() != nil {
+					if c.HeartBeat() != nil {
 						return
 					}
 				}
@@ -565,10 +564,10 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 		t.Parallel()
 		b := startSpring(t, period, period)
 		c := dialLive(t, b.url())
-		c.connect("heart-beat", "200,200")
+		c.Connect(guest("heart-beat", "200,200")...)
 		subscribeSpring(t, c, b, uniqueDest(t))
 		defer sendEvery(c, throttled)()
-		q := c.holdQuiet(window)
+		q := c.Watch(window)
 		t.Logf("throttled client directly to Spring: %v", q)
 		if !q.Closed || len(q.Frames) != 1 || q.Frames[0].Command != "ERROR" || q.Frames[0].Headers["message"] != "Session closed." || q.End.Code != 1002 {
 			t.Fatalf(`want ERROR "Session closed." then close 1002, got %v`, q)
@@ -582,16 +581,16 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 			b := startSpring(t, period, period)
 			g := gate(t, b)
 			c := dialLive(t, g.url("/ws"))
-			c.connect("heart-beat", "200,200")
+			c.Connect(guest("heart-beat", "200,200")...)
 			dest := uniqueDest(t)
 			subscribeSpring(t, c, b, dest)
 			stop := sendEvery(c, throttled)
-			q := c.holdQuiet(window)
+			q := c.Watch(window)
 			stop()
-			t.Logf("throttled client through stompgate: %v; it answered %d pings", q, c.pings.Load())
+			t.Logf("throttled client through stompgate: %v; it answered %d pings", q, c.Pings())
 			expectQuiet(t, "throttled client that answers pings", q)
 			b.b.Publish(dest, []byte("welcome back"))
-			if m := c.expect(5*time.Second, "MESSAGE"); string(m.Body) != "welcome back" {
+			if m := c.Expect(5*time.Second, "MESSAGE"); string(m.Body) != "welcome back" {
 				t.Fatalf("MESSAGE %v", m)
 			}
 			if n := b.count(isKind(springbroker.EventReadTimeout)); n != 0 {
@@ -602,14 +601,14 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 			t.Parallel()
 			b := startSpring(t, period, period)
 			g := gate(t, b)
-			c := dialLive(t, g.url("/ws"), withoutPongs())
-			c.connect("heart-beat", "200,200")
+			c := dialLive(t, g.url("/ws"), stomptest.WithoutPongs())
+			c.Connect(guest("heart-beat", "200,200")...)
 			subscribeSpring(t, c, b, uniqueDest(t))
 			start := time.Now()
-			frames, end, ok := c.waitEnd(5 * time.Second)
-			q := quiet{Frames: frames, Closed: ok, End: end, Lasted: time.Since(start)}
-			t.Logf("client that answers nothing, through stompgate: %v after %d pings", q, c.pings.Load())
-			if !ok {
+			q := c.Watch(5 * time.Second)
+			q.Lasted = time.Since(start)
+			t.Logf("client that answers nothing, through stompgate: %v after %d pings", q, c.Pings())
+			if !q.Closed {
 				t.Fatalf("stompgate did not drop a client that answers nothing: %v", q)
 			}
 			d, ok := b.waitEvent(3*time.Second, isFrame("DISCONNECT"))
@@ -634,12 +633,11 @@ func TestScenarioS6ThrottledClient(t *testing.T) {
 
 func TestScenarioS7DisconnectWithoutReceipt(t *testing.T) {
 	t.Parallel()
-	run := func(t *testing.T, url string) quiet {
+	run := func(t *testing.T, url string) stomptest.Quiet {
 		c := dialLive(t, url)
-		c.connect()
-		c.send(encode("DISCONNECT", nil))
-		frames, end, ok := c.waitEnd(5 * time.Second)
-		return quiet{Frames: frames, Closed: ok, End: end}
+		c.Connect(guest()...)
+		c.SendFrame("DISCONNECT", nil)
+		return c.Watch(5 * time.Second)
 	}
 	t.Run("control", func(t *testing.T) {
 		t.Parallel()
@@ -679,11 +677,10 @@ func TestScenarioS8HeartBeatWithSpace(t *testing.T) {
 		t.Parallel()
 		b := startSpring(t, 0, 0)
 		c := dialLive(t, b.url())
-		c.send(encode("CONNECT", nil, "accept-version", "1.2", "host", "/", "heart-beat", spaced))
-		frames, end, ok := c.waitEnd(5 * time.Second)
-		q := quiet{Frames: frames, Closed: ok, End: end}
+		c.SendFrame("CONNECT", nil, "accept-version", "1.2", "host", "/", "heart-beat", spaced)
+		q := c.Watch(5 * time.Second)
 		t.Logf("heart-beat:%s directly to Spring: %v", spaced, q)
-		if !ok || len(frames) != 1 || frames[0].Command != "ERROR" || end.Code != 1002 {
+		if !q.Closed || len(q.Frames) != 1 || q.Frames[0].Command != "ERROR" || q.End.Code != 1002 {
 			t.Fatalf("want ERROR then close 1002, got %v", q)
 		}
 	})
@@ -695,7 +692,7 @@ func TestScenarioS8HeartBeatWithSpace(t *testing.T) {
 				b := startSpring(t, 0, 0)
 				g := startScenarioGate(t, b.origin(), func(o *proxy.Options) { o.STOMP.Keepalive.Mode = mode })
 				c := dialLive(t, g.url("/ws"))
-				conn := c.connect("heart-beat", spaced)
+				conn := c.Connect(guest("heart-beat", spaced)...)
 				t.Logf("heart-beat:%s through stompgate (%v): %v", spaced, mode, conn)
 				e, ok := b.waitEvent(time.Second, isFrame("CONNECT"))
 				if !ok {
@@ -704,7 +701,7 @@ func TestScenarioS8HeartBeatWithSpace(t *testing.T) {
 				if v, _ := e.Frame.Header("heart-beat"); strings.ContainsAny(v, " \t") {
 					t.Errorf("the broker received heart-beat:%q", v)
 				}
-				expectQuiet(t, "after CONNECTED", c.holdQuiet(500*ms))
+				expectQuiet(t, "after CONNECTED", c.Watch(500*ms))
 			})
 		}
 	})

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -123,24 +123,22 @@ func tlsBroker(t *testing.T, p *testPKI) string {
 
 func stompOverTLS(t *testing.T, url string, roots *x509.CertPool) error {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 3 * time.Second,
-		TLSClientConfig: &tls.Config{RootCAs: roots}}
-	ws, resp, err := d.Dial(url, nil)
+	c, resp, err := stomptest.TryDial(t, url, stomptest.Subprotocols("v12.stomp"), stomptest.HandshakeTimeout(3*time.Second),
+		stomptest.TLS(&tls.Config{RootCAs: roots}))
 	if err != nil {
 		if resp != nil {
 			return &statusError{resp.StatusCode}
 		}
 		return err
 	}
-	defer ws.Close()
-	ws.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:x\n\n\x00"))
-	ws.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, m, err := ws.ReadMessage()
+	defer c.Close()
+	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:x\n\n\x00"))
+	f, err := c.Next(3 * time.Second)
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(string(m), "CONNECTED\n") {
-		t.Fatalf("want CONNECTED, got %q", m)
+	if f.Command != "CONNECTED" {
+		t.Fatalf("want CONNECTED, got %v", f)
 	}
 	return nil
 }
@@ -171,7 +169,7 @@ func TestBinaryTLSBothSides(t *testing.T) {
 		"STOMPGATE_DRAIN_PERIOD=0s",
 		"STOMPGATE_SHUTDOWN_TIMEOUT=2s",
 	}
-	var logs lockedBuf
+	var logs stomptest.LockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

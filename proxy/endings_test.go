@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/keepalive"
@@ -59,31 +60,26 @@ func TestFrozenUpstreamWithoutHeartBeatsIsFound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := frozenBroker(t, tc.protos)
 			p := newProxy(t, up.wsURL(), opts)
-			c := dial(t, p.url("/ws"), nil, tc.protos...)
+			c := stomptest.Dial(t, p.url("/ws"), stomptest.Subprotocols(tc.protos...), stomptest.HandshakeTimeout(2*time.Second))
 			start := time.Now()
 			if tc.name == "STOMP" {
-				c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00"))
+				c.Send([]byte("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00"))
 				if m := mustMsg(t, c, time.Second); !strings.HasPrefix(m, "CONNECTED\n") {
 					t.Fatalf("got %q, want CONNECTED", m)
 				}
 			}
+			q := c.Watch(interval + pong + 2*time.Second)
+			if !q.Closed || q.End.Code != websocket.CloseInternalServerErr {
+				t.Fatalf("after %v: %v, want close 1011", time.Since(start), q)
+			}
+			t.Logf("close %d %q after %v", q.End.Code, q.End.Text, time.Since(start).Round(time.Millisecond))
 			var errFrame string
-			c.SetReadDeadline(time.Now().Add(interval + pong + 2*time.Second))
-			for {
-				_, m, err := c.ReadMessage()
-				if err != nil {
-					var ce *websocket.CloseError
-					if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
-						t.Fatalf("after %v: %v, want close 1011", time.Since(start), err)
-					}
-					t.Logf("close %d %q after %v", ce.Code, ce.Text, time.Since(start).Round(time.Millisecond))
-					break
-				}
-				if strings.HasPrefix(string(m), "ERROR\n") {
-					errFrame = string(m)
+			for _, f := range q.Frames {
+				if f.Command == "ERROR" {
+					errFrame = f.Headers["message"]
 				}
 			}
-			if tc.name == "STOMP" && !strings.Contains(errFrame, "message:upstream pong timeout after 300ms\n") {
+			if tc.name == "STOMP" && errFrame != "upstream pong timeout after 300ms" {
 				t.Fatalf("ERROR frame %q, want the verdict", errFrame)
 			}
 			if tc.name != "STOMP" && errFrame != "" {
@@ -110,8 +106,8 @@ func TestUpstreamPongKeepsSessionUp(t *testing.T) {
 		so.Keepalive.UpstreamPingInterval = 100 * time.Millisecond
 		so.Keepalive.PongTimeout = 200 * time.Millisecond
 	}))
-	c := dial(t, p.url("/ws"), nil, "mqtt")
-	if _, err := readMsg(t, c, 1500*time.Millisecond); !isTimeout(err) {
+	c := stomptest.Dial(t, p.url("/ws"), stomptest.Subprotocols("mqtt"), stomptest.HandshakeTimeout(2*time.Second))
+	if _, err := readMsg(c, 1500*time.Millisecond); !isTimeout(err) {
 		t.Fatalf("session ended: %v", err)
 	}
 }
@@ -343,11 +339,12 @@ func TestOversizedSplitFrameErrorArrives(t *testing.T) {
 			})
 			frame := append([]byte("SEND\ndestination:/q\n\n"), bytes.Repeat([]byte("z"), 70<<10)...)
 			frame = append(frame, 0)
+			ws := c.Conn()
 			go func() {
 				for len(frame) > 0 {
 					n := min(16<<10, len(frame))
-					c.SetWriteDeadline(time.Now().Add(time.Second))
-					if c.WriteMessage(websocket.TextMessage, frame[:n]) != nil {
+					ws.SetWriteDeadline(time.Now().Add(time.Second))
+					if ws.WriteMessage(websocket.TextMessage, frame[:n]) != nil {
 						return
 					}
 					frame = frame[n:]
@@ -355,10 +352,9 @@ func TestOversizedSplitFrameErrorArrives(t *testing.T) {
 			}()
 			var errFrame string
 			for {
-				_, m, err := readMsgRaw(c)
+				m, err := readMsg(c, 2*time.Second)
 				if err != nil {
-					var ce *websocket.CloseError
-					if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+					if e, _ := c.End(); e.Code != websocket.CloseMessageTooBig {
 						t.Fatalf("want close 1009, got %v (ERROR seen: %v)", err, errFrame != "")
 					}
 					break

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stompgate/stompgate/admin"
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/metrics"
 )
@@ -168,10 +169,10 @@ func drainBroker(t *testing.T) (*url.URL, *atomic.Int32) {
 	return u, &disconnects
 }
 
-func stompClient(t *testing.T, url string) *websocket.Conn {
+func stompClient(t *testing.T, url string) *stomptest.Client {
 	t.Helper()
-	c := dial(t, url, nil, "v12.stomp")
-	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:x\nheart-beat:0,0\n\n\x00"))
+	c := stompDial(t, url)
+	c.Send([]byte("CONNECT\naccept-version:1.2\nhost:x\nheart-beat:0,0\n\n\x00"))
 	if m := mustMsg(t, c, 2*time.Second); !strings.HasPrefix(m, "CONNECTED\n") {
 		t.Fatalf("want CONNECTED, got %q", m)
 	}
@@ -190,7 +191,7 @@ func TestDrainSpreadsClosesWithErrorAnd1012(t *testing.T) {
 
 	const n = 20
 	const delay, period = 300 * time.Millisecond, 1500 * time.Millisecond
-	clients := make([]*websocket.Conn, 0, n+1)
+	clients := make([]*stomptest.Client, 0, n+1)
 	for range n {
 		clients = append(clients, stompClient(t, p.url("/ws")))
 	}
@@ -203,20 +204,16 @@ func TestDrainSpreadsClosesWithErrorAnd1012(t *testing.T) {
 	}
 	results := make([]result, n+1)
 	var wg sync.WaitGroup
-	watch := func(i int, c *websocket.Conn) {
+	watch := func(i int, c *stomptest.Client) {
 		defer wg.Done()
-		c.SetReadDeadline(time.Now().Add(delay + period + 3*time.Second))
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				if ce, ok := err.(*websocket.CloseError); ok {
-					results[i].code, results[i].reason = ce.Code, ce.Text
-				}
-				results[i].at = time.Now()
-				return
-			}
-			if bytes.HasPrefix(b, []byte("ERROR\n")) {
-				results[i].errorMsg = string(b)
+		q := c.Watch(delay + period + 3*time.Second)
+		results[i].code, results[i].reason, results[i].at = q.End.Code, q.End.Text, q.End.At
+		if !q.Closed {
+			results[i].code, results[i].at = 0, time.Now()
+		}
+		for _, f := range q.Frames {
+			if f.Command == "ERROR" {
+				results[i].errorMsg = f.Headers["message"]
 			}
 		}
 	}
@@ -252,7 +249,7 @@ func TestDrainSpreadsClosesWithErrorAnd1012(t *testing.T) {
 		if r.code != CloseServiceRestart || r.reason != DrainMessage {
 			t.Errorf("client %d: close %d %q, want %d %q", i, r.code, r.reason, CloseServiceRestart, DrainMessage)
 		}
-		if !strings.Contains(r.errorMsg, "message:"+DrainMessage+"\n") {
+		if r.errorMsg != DrainMessage {
 			t.Errorf("client %d: no STOMP ERROR with the drain message before the close (got %q)", i, r.errorMsg)
 		}
 		offsets = append(offsets, r.at.Sub(start))
@@ -290,10 +287,9 @@ func TestDrainTimeoutClosesTheRest(t *testing.T) {
 		t.Fatalf("drain took %v with a 200ms timeout", took)
 	}
 	for {
-		_, b, err := c.ReadMessage()
+		b, err := c.NextMessage(time.Hour)
 		if err != nil {
-			ce, ok := err.(*websocket.CloseError)
-			if !ok || ce.Code != CloseServiceRestart || ce.Text != DrainMessage {
+			if e, _ := c.End(); e.Code != CloseServiceRestart || e.Text != DrainMessage {
 				t.Fatalf("want close 1012 %q, got %v", DrainMessage, err)
 			}
 			break
@@ -312,8 +308,8 @@ func TestMetricsAfterARealSession(t *testing.T) {
 	p := newProxy(t, brokerURL, stompOpts(func(*STOMPOptions) {}))
 	p.h.metrics = m
 	c := stompClient(t, p.url("/ws"))
-	c.WriteMessage(websocket.TextMessage, []byte("SUBSCRIBE\nid:0\ndestination:/topic/a\n\n\x00"))
-	c.WriteMessage(websocket.TextMessage, []byte("SEND\ndestination:/topic/a\n\nhi\x00\n"))
+	c.Send([]byte("SUBSCRIBE\nid:0\ndestination:/topic/a\n\n\x00"))
+	c.Send([]byte("SEND\ndestination:/topic/a\n\nhi\x00\n"))
 	if msg := mustMsg(t, c, 2*time.Second); !strings.HasPrefix(msg, "MESSAGE\n") {
 		t.Fatalf("want MESSAGE, got %q", msg)
 	}
@@ -367,7 +363,7 @@ func TestCountersOfOneRead(t *testing.T) {
 	} {
 		batch = append(batch, wstest.Frame(0x1, []byte(msg), true)...)
 	}
-	if _, err := c.NetConn().Write(batch); err != nil {
+	if err := c.WriteRaw(batch); err != nil {
 		t.Fatal(err)
 	}
 	if msg := mustMsg(t, c, 2*time.Second); !strings.HasPrefix(msg, "MESSAGE\n") || !strings.HasSuffix(msg, "last\x00") {
@@ -423,7 +419,7 @@ func scrape(t *testing.T, m *metrics.Metrics, series string) float64 {
 func TestLogsNeverCarrySecretsOrBodies(t *testing.T) {
 	const secret = "s3cr3t-Zq9"
 	brokerURL, _ := drainBroker(t)
-	var buf syncBuffer
+	var buf stomptest.LockedBuffer
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zapcore.DebugLevel))
 	p := newProxy(t, brokerURL, func(o *Options) {
@@ -435,14 +431,14 @@ func TestLogsNeverCarrySecretsOrBodies(t *testing.T) {
 		"Authorization": {"Bearer " + secret},
 		"Cookie":        {"JSESSIONID=" + secret},
 	}
-	c := dial(t, p.url("/ws?access_token="+secret), hdr, "v12.stomp")
-	c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:x\nlogin:guest\npasscode:"+secret+"\n\n\x00"))
+	c := stompDial(t, p.url("/ws?access_token="+secret), stomptest.Header(hdr))
+	c.Send([]byte("CONNECT\naccept-version:1.2\nhost:x\nlogin:guest\npasscode:" + secret + "\n\n\x00"))
 	mustMsg(t, c, 2*time.Second)
-	c.WriteMessage(websocket.TextMessage, []byte("SEND\ndestination:/topic/a\n\nbody-"+secret+"\x00"))
+	c.Send([]byte("SEND\ndestination:/topic/a\n\nbody-" + secret + "\x00"))
 	// A frame the scanner rejects, with the secret in a header: the
 	// error path must not echo the frame either.
-	c.WriteMessage(websocket.TextMessage, []byte("SEND\ndestination:/topic/a\nx-bad:"+secret+"\nnocolon-"+secret+"\n\nbody\x00"))
-	c.ReadMessage()
+	c.Send([]byte("SEND\ndestination:/topic/a\nx-bad:" + secret + "\nnocolon-" + secret + "\n\nbody\x00"))
+	c.NextMessage(time.Hour)
 	c.Close()
 	// A denied origin and a refused upstream, with the same credentials.
 	hdr.Set("Origin", "https://evil.example")
@@ -457,31 +453,15 @@ func TestLogsNeverCarrySecretsOrBodies(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A client that stops reading is treated as gone: once a write to it times
 // out, the broker gets a DISCONNECT (and so drops the subscriptions) before
 // its close.
 func TestClientThatStopsReadingIsDisconnected(t *testing.T) {
-	_, _, b := connectedSession(t, func(o *Options) {
+	_, _, broker := connectedSession(t, func(o *Options) {
 		stompOpts(nil)(o)
 		o.WriteTimeout = 200 * time.Millisecond
 	})
+	b := broker.Conn() // writes with a deadline of its own
 	msg := append([]byte("MESSAGE\ndestination:/topic/a\nsubscription:0\nmessage-id:1\n\n"), bytes.Repeat([]byte("x"), 64<<10)...)
 	msg = append(msg, 0)
 	got := make(chan string, 1)
@@ -533,13 +513,12 @@ func TestOversizedUpstreamMessageGivesStompError(t *testing.T) {
 		stompOpts(nil)(o)
 		o.MaxUpstreamMessageBytes = 1024
 	})
-	b.WriteMessage(websocket.TextMessage, append([]byte("MESSAGE\ndestination:/a\n\n"), bytes.Repeat([]byte("y"), 2048)...))
+	b.Send(append([]byte("MESSAGE\ndestination:/a\n\n"), bytes.Repeat([]byte("y"), 2048)...))
 	var errFrame string
 	for {
-		_, m, err := readMsgRaw(c)
+		m, err := readMsg(c, 2*time.Second)
 		if err != nil {
-			ce, ok := err.(*websocket.CloseError)
-			if !ok || ce.Code != websocket.CloseInternalServerErr {
+			if e, _ := c.End(); e.Code != websocket.CloseInternalServerErr {
 				t.Fatalf("want close 1011, got %v", err)
 			}
 			break
@@ -551,10 +530,4 @@ func TestOversizedUpstreamMessageGivesStompError(t *testing.T) {
 	if !strings.Contains(errFrame, "message:upstream sent a message over 1024 bytes\n") {
 		t.Fatalf("ERROR frame %q", errFrame)
 	}
-}
-
-func readMsgRaw(c *websocket.Conn) (int, string, error) {
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	mt, b, err := c.ReadMessage()
-	return mt, string(b), err
 }

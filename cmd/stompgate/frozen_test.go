@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/stompgate/stompgate/internal/springbroker"
+	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/proxy"
 )
 
@@ -41,32 +41,14 @@ func helperSpringBroker() int {
 
 // clientEnd is how one client's session ended, as the client saw it.
 type clientEnd struct {
-	name   string
-	stomp  bool
-	frames []string // messages received, leading EOLs trimmed, EOL-only ones dropped
-	code   int      // close code, 0 if the read failed otherwise
-	err    error
-	at     time.Time
+	name  string
+	stomp bool
+	seen  stomptest.Quiet // the frames received, then the end
 }
 
 // readUntilEnd reads c until its read fails and reports how it ended.
-func readUntilEnd(c *websocket.Conn, name string, stomp bool, ends chan<- clientEnd) {
-	e := clientEnd{name: name, stomp: stomp}
-	for {
-		_, msg, err := c.ReadMessage()
-		if err != nil {
-			e.at, e.err = time.Now(), err
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				e.code = ce.Code
-			}
-			ends <- e
-			return
-		}
-		if m := strings.TrimLeft(string(msg), "\r\n"); m != "" {
-			e.frames = append(e.frames, m)
-		}
-	}
+func readUntilEnd(c *stomptest.Client, name string, stomp bool, ends chan<- clientEnd) {
+	ends <- clientEnd{name: name, stomp: stomp, seen: c.Watch(time.Hour)}
 }
 
 // A broker without heart-beats that freezes is found by upstream pings:
@@ -116,20 +98,13 @@ func TestFrozenBrokerWithoutHeartBeatsEndsSessions(t *testing.T) {
 		c := stompSession(t, addr) // CONNECT heart-beat:0,0, CONNECTED
 		go readUntilEnd(c, fmt.Sprintf("STOMP client %d", i), true, ends)
 	}
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	for i := range passClients {
 		// No subprotocol: the broker accepts the handshake without one, as
 		// Spring does, and stompgate decides from the first message. One
 		// that leaves a partial line is not STOMP; the broker's decoder
 		// keeps it as an incomplete frame and says nothing.
-		c, resp, err := d.Dial("ws://"+addr+"/ws", nil)
-		if err != nil {
-			t.Fatalf("pass-through handshake: %v (%v)", err, resp)
-		}
-		t.Cleanup(func() { c.Close() })
-		if err := c.WriteMessage(websocket.TextMessage, []byte("hello, not STOMP")); err != nil {
-			t.Fatal(err)
-		}
+		c := stomptest.Dial(t, "ws://"+addr+"/ws")
+		c.Send([]byte("hello, not STOMP"))
 		go readUntilEnd(c, fmt.Sprintf("pass-through client %d", i), false, ends)
 	}
 
@@ -159,7 +134,7 @@ func TestFrozenBrokerWithoutHeartBeatsEndsSessions(t *testing.T) {
 	// more than one ping interval plus pong timeout.
 	select {
 	case e := <-ends:
-		t.Fatalf("%s ended with the broker alive: %v after %q", e.name, e.err, e.frames)
+		t.Fatalf("%s ended with the broker alive: %v", e.name, e.seen)
 	case <-time.After(pingInterval + pongTimeout + 500*time.Millisecond):
 	}
 	if n := upstreamPongTimeouts(t, admin); n != 0 {
@@ -208,24 +183,23 @@ collect:
 	}
 	var stompTook, passTook []time.Duration
 	for _, e := range got {
-		took := e.at.Sub(frozen)
+		took := e.seen.End.At.Sub(frozen)
 		if took > window {
 			t.Errorf("%s closed %v after the freeze, want within %v", e.name, took, window)
 		}
-		if e.code != websocket.CloseInternalServerErr {
-			t.Errorf("%s: %v, want close 1011", e.name, e.err)
+		if !e.seen.Closed || e.seen.End.Code != websocket.CloseInternalServerErr {
+			t.Errorf("%s: %v, want close 1011", e.name, e.seen)
 		}
 		if !e.stomp {
 			passTook = append(passTook, took)
-			if len(e.frames) != 0 {
-				t.Errorf("%s (not STOMP) got %q before its close", e.name, e.frames)
+			if len(e.seen.Frames) != 0 {
+				t.Errorf("%s (not STOMP) got %v before its close", e.name, e.seen)
 			}
 			continue
 		}
 		stompTook = append(stompTook, took)
-		if len(e.frames) != 1 || !strings.HasPrefix(e.frames[0], "ERROR\n") ||
-			!strings.Contains(e.frames[0], "\nmessage:upstream pong timeout after 1s\n") {
-			t.Errorf("%s got %q then close %d, want one ERROR 'upstream pong timeout after 1s' then 1011", e.name, e.frames, e.code)
+		if f := e.seen.Frames; len(f) != 1 || f[0].Command != "ERROR" || f[0].Headers["message"] != "upstream pong timeout after 1s" {
+			t.Errorf("%s got %v, want one ERROR 'upstream pong timeout after 1s' then 1011", e.name, e.seen)
 		}
 	}
 	if len(stompTook) != stompClients || len(passTook) != passClients {

@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 const helperEnv = "STOMPGATE_TEST_HELPER"
@@ -62,7 +63,7 @@ func helperUpstream() int {
 // proc is a helper process started by the test.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuf // stdout and stderr
+	out    *stomptest.LockedBuffer // stdout and stderr
 	exited chan struct{}
 	err    error // set when exited is closed
 }
@@ -73,7 +74,7 @@ func startProc(t *testing.T, mode string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append([]string{helperEnv + "=" + mode, "PATH=" + os.Getenv("PATH")}, env...)
-	p := &proc{cmd: cmd, out: &lockedBuf{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &stomptest.LockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -182,23 +183,6 @@ func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool
 	return time.Since(start)
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // With STOMPGATE_READY_CHECKS_UPSTREAM=true, /readyz proves that the
 // upstream answers: a real upstream process frozen with SIGSTOP, whose
 // kernel still completes TCP connects, turns /readyz 503 within the
@@ -282,22 +266,10 @@ func stompUpstream(t *testing.T) (addr string, handshakes *atomic.Int32) {
 
 // stompSession opens a STOMP session through stompgate at addr and waits
 // for its CONNECTED.
-func stompSession(t *testing.T, addr string) *websocket.Conn {
+func stompSession(t *testing.T, addr string) *stomptest.Client {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second}
-	c, resp, err := d.Dial("ws://"+addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("handshake through %s: %v (%v)", addr, err, resp)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := c.WriteMessage(websocket.TextMessage, []byte("CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\x00")); err != nil {
-		t.Fatal(err)
-	}
-	if _, msg, err := c.ReadMessage(); err != nil || !strings.HasPrefix(string(msg), "CONNECTED\n") {
-		t.Fatalf("want CONNECTED, got %q, %v", msg, err)
-	}
-	c.SetReadDeadline(time.Time{})
+	c := stomptest.Dial(t, "ws://"+addr+"/ws", stomptest.Subprotocols("v12.stomp"))
+	c.Connect("accept-version", "1.2", "host", "/", "heart-beat", "0,0")
 	return c
 }
 
@@ -371,27 +343,8 @@ func TestDrainFreesListenAddress(t *testing.T) {
 	}
 	first := startStompgate(t, admin1, settings...)
 	c := stompSession(t, addr)
-	type end struct {
-		frames []string
-		code   int
-	}
-	ended := make(chan end, 1)
-	go func() {
-		var e end
-		for {
-			_, msg, err := c.ReadMessage()
-			if err != nil {
-				if ce, ok := err.(*websocket.CloseError); ok {
-					e.code = ce.Code
-				}
-				ended <- e
-				return
-			}
-			if m := strings.TrimLeft(string(msg), "\r\n"); m != "" {
-				e.frames = append(e.frames, m)
-			}
-		}
-	}()
+	ended := make(chan stomptest.Quiet, 1)
+	go func() { ended <- c.Watch(time.Hour) }()
 
 	first.signal(t, syscall.SIGTERM)
 	sigterm := time.Now()
@@ -431,10 +384,10 @@ func TestDrainFreesListenAddress(t *testing.T) {
 		closedAfter.Round(time.Millisecond), served.Round(time.Millisecond))
 
 	select {
-	case e := <-ended:
-		if e.code != 1012 || len(e.frames) == 0 || !strings.HasPrefix(e.frames[len(e.frames)-1], "ERROR\n") ||
-			!strings.Contains(e.frames[len(e.frames)-1], "server restarting, reconnect") {
-			t.Errorf("drained client saw %q then close %d, want ERROR 'server restarting, reconnect' then 1012", e.frames, e.code)
+	case q := <-ended:
+		if last := len(q.Frames) - 1; !q.Closed || q.End.Code != 1012 || last < 0 || q.Frames[last].Command != "ERROR" ||
+			q.Frames[last].Headers["message"] != "server restarting, reconnect" {
+			t.Errorf("drained client saw %v, want ERROR 'server restarting, reconnect' then 1012", q)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the drained client was not closed")

@@ -10,11 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 // NginxTemplateData is what the template given to StartNginx is executed
@@ -147,7 +148,7 @@ func startNginx(bin, dir, confPath, errorLog, addr string) (*nginxProcess, error
 	// -e: the error log nginx uses before it has read the config (1.19.5+);
 	// -p: the prefix for relative paths; all paths used are absolute.
 	cmd := exec.Command(bin, "-e", errorLog, "-p", dir+"/", "-c", confPath)
-	var out lockedBuffer
+	var out stomptest.LockedBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.SysProcAttr = childProcAttr()
@@ -237,21 +238,4 @@ func readTail(path string, n int64) string {
 		return err.Error()
 	}
 	return string(buf)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 func TestMain(m *testing.M) {
@@ -93,42 +94,17 @@ func TestUnknownPathIs404(t *testing.T) {
 // SEND there) gets the message back, with the broker's heart-beat.
 func TestBrokerAtWS(t *testing.T) {
 	srv := serve(t, Options{AdminPort: "9095", HeartBeat: [2]time.Duration{2 * time.Second, 2 * time.Second}})
-	d := websocket.Dialer{Subprotocols: []string{"v12.stomp", "v11.stomp"}, HandshakeTimeout: 5 * time.Second}
-	c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", http.Header{"Origin": {"http://localhost:8090"}})
-	if err != nil {
-		t.Fatal(err)
+	c := stomptest.Dial(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", stomptest.Subprotocols("v12.stomp", "v11.stomp"),
+		stomptest.Header(http.Header{"Origin": {"http://localhost:8090"}}))
+	if c.Conn().Subprotocol() != "v12.stomp" {
+		t.Errorf("subprotocol %q", c.Conn().Subprotocol())
 	}
-	defer c.Close()
-	if c.Subprotocol() != "v12.stomp" {
-		t.Errorf("subprotocol %q", c.Subprotocol())
+	if f := c.Connect("accept-version", "1.2,1.1", "host", "localhost", "heart-beat", "0,0"); f.Headers["version"] != "1.2" {
+		t.Fatalf("got %v, want CONNECTED version 1.2", f)
 	}
-	send := func(s string) {
-		t.Helper()
-		if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func() string {
-		t.Helper()
-		for {
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := strings.TrimLeft(string(b), "\r\n"); s != "" {
-				return s
-			}
-		}
-	}
-	send("CONNECT\naccept-version:1.2,1.1\nhost:localhost\nheart-beat:0,0\n\n\x00")
-	if f := read(); !strings.HasPrefix(f, "CONNECTED\n") || !strings.Contains(f, "\nversion:1.2\n") {
-		t.Fatalf("got %q, want CONNECTED version 1.2", f)
-	}
-	send("SUBSCRIBE\nid:demo-0\ndestination:/topic/demo\nack:auto\n\n\x00")
-	send("SEND\ndestination:/topic/demo\ncontent-type:text/plain;charset=utf-8\ncontent-length:5\n\nhello\x00")
-	f := read()
-	if !strings.HasPrefix(f, "MESSAGE\n") || !strings.Contains(f, "\ndestination:/topic/demo\n") || !strings.HasSuffix(f, "\n\nhello\x00") {
-		t.Fatalf("got %q, want the MESSAGE on /topic/demo", f)
+	c.Subscribe("demo-0", "/topic/demo", "ack", "auto")
+	c.Send([]byte("SEND\ndestination:/topic/demo\ncontent-type:text/plain;charset=utf-8\ncontent-length:5\n\nhello\x00"))
+	if f := c.Expect(5*time.Second, "MESSAGE"); f.Headers["destination"] != "/topic/demo" || string(f.Body) != "hello" {
+		t.Fatalf("got %v, want the MESSAGE on /topic/demo", f)
 	}
 }
