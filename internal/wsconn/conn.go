@@ -44,6 +44,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/internal/tcpinfo"
 )
 
 // Message and frame types (RFC 6455 §5.2), the same values as
@@ -736,7 +738,7 @@ func (c *Conn) Unread() bool {
 	}
 	var n int
 	var ok bool
-	err := c.raw.Control(func(fd uintptr) { n, ok = inq(fd) })
+	err := c.raw.Control(func(fd uintptr) { n, ok = tcpinfo.ReceiveQueue(fd) })
 	return err == nil && ok && n > 0
 }
 
@@ -751,35 +753,7 @@ func (c *Conn) KernelSilence() (time.Duration, bool) {
 	if c.raw == nil {
 		return 0, false
 	}
-	return kernelSilence(c.raw)
-}
-
-func kernelSilence(rc syscall.RawConn) (time.Duration, bool) {
-	var ms uint32
-	var ok bool
-	err := rc.Control(func(fd uintptr) { ms, ok = lastDataRecv(fd) })
-	return time.Duration(ms) * time.Millisecond, err == nil && ok
-}
-
-// PeerSilence reports, for any TCP connection, how long ago the kernel
-// last received data from the peer (as KernelSilence) and how many bytes
-// wait unread in its receive queue; false when that cannot be known. For
-// diagnostics (the test broker's read timeouts), not a hot path.
-func PeerSilence(nc net.Conn) (silence time.Duration, unread int, ok bool) {
-	sc, isSC := nc.(syscall.Conn)
-	if !isSC {
-		return 0, 0, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, 0, false
-	}
-	silence, okS := kernelSilence(rc)
-	var okQ bool
-	if err := rc.Control(func(fd uintptr) { unread, okQ = inq(fd) }); err != nil {
-		return 0, 0, false
-	}
-	return silence, unread, okS && okQ
+	return tcpinfo.Silence(c.raw)
 }
 
 // LastReadAt is when the last read returned bytes (a stamp; 0: never).
@@ -1418,7 +1392,7 @@ func (c *Conn) blocked(fd uintptr, sent bool) {
 	}
 	if c.wext {
 		c.wlast = now
-		c.woutq, c.wacks = outq(fd)
+		c.woutq, c.wacks = tcpinfo.SendQueue(fd)
 		c.armWait(now)
 	}
 }
@@ -1454,7 +1428,7 @@ func (c *Conn) checkpoint() bool {
 	if c.wacks {
 		var q int
 		var ok bool
-		if c.raw.Control(func(fd uintptr) { q, ok = outq(fd) }) == nil && ok {
+		if c.raw.Control(func(fd uintptr) { q, ok = tcpinfo.SendQueue(fd) }) == nil && ok {
 			if q < c.woutq {
 				c.wlast = now
 				c.progress(now)

@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/stompgate/stompgate/internal/tcpinfo"
 	"github.com/stompgate/stompgate/internal/wstest"
 )
 
@@ -3079,7 +3080,7 @@ func TestTryPieceNoIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	var known bool // Unread can tell (Linux)
-	tc.raw.Control(func(fd uintptr) { _, known = inq(fd) })
+	tc.raw.Control(func(fd uintptr) { _, known = tcpinfo.ReceiveQueue(fd) })
 	for deadline := time.Now().Add(testTimeout); known && !tc.Unread(); {
 		if time.Now().After(deadline) {
 			t.Fatal("the frame never reached the socket")
