@@ -88,29 +88,34 @@ type leg struct {
 	lost               bool
 }
 
-func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *http.Request) *Session {
+// newSession makes a session whose legs get their connections from the
+// caller, made with the legs' options (see options).
+func newSession(h *Handler, subprotocol string, log *zap.Logger, r *http.Request) *Session {
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),
 		began:    time.Now(),
 		remote:   r.RemoteAddr,
 		path:     r.URL.Path,
-		client:   &leg{name: "client", conn: client, hop: metrics.HopClient, limit: h.opts.MaxClientMessageBytes, dir: metrics.ClientToUpstream},
-		upstream: &leg{name: "upstream", conn: upstream, hop: metrics.HopUpstream, limit: h.opts.MaxUpstreamMessageBytes, dir: metrics.UpstreamToClient},
+		client:   &leg{name: "client", hop: metrics.HopClient, limit: h.opts.MaxClientMessageBytes, dir: metrics.ClientToUpstream},
+		upstream: &leg{name: "upstream", hop: metrics.HopUpstream, limit: h.opts.MaxUpstreamMessageBytes, dir: metrics.UpstreamToClient},
 	}
-	s.stomp = newStompStateFor(&h.opts, client.Subprotocol(), s.began)
-	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", client.Subprotocol()))
-	for _, l := range []*leg{s.client, s.upstream} {
-		l.conn.OnClose = s.closeHandler(l)
-		l.conn.OnPing = func(p []byte) { s.pong(l, p) }
-		l.conn.WriteTimeout = h.opts.WriteTimeout
-	}
-	// Coalescing: what a pump forwards is flushed when the pump is about
-	// to wait for more input, so the messages of one read leave in one
-	// write.
-	s.client.conn.BeforeRead = func() { s.flush(s.upstream, s.client.conn.LastReadAt()) }
-	s.upstream.conn.BeforeRead = func() { s.flush(s.client, s.upstream.conn.LastReadAt()) }
+	s.stomp = newStompStateFor(&h.opts, subprotocol, s.began)
+	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", subprotocol))
 	return s
+}
+
+// options are the wsconn options of leg l's connection: its write
+// timeout, and hooks that answer pings, handle the close frame and keep
+// the STOMP stamps (stompOptions).
+func (s *Session) options(l *leg) wsconn.Options {
+	o := wsconn.Options{
+		WriteTimeout: s.h.opts.WriteTimeout,
+		OnClose:      s.closeHandler(l),
+		OnPing:       func(p []byte) { s.pong(l, p) },
+	}
+	s.stompOptions(l, &o)
+	return o
 }
 
 // start runs the session: each pump on its own goroutine (see pumpLoop).
@@ -144,9 +149,9 @@ const respawnAfterWait = 3 * time.Second
 type pumpState struct {
 	s          *Session
 	src, dst   *leg
-	handler    func() bool // ps.handle, made once
-	respawn    func()      // pumpLoop on a fresh goroutine, made once: a go statement with arguments allocates
-	end        end         // why the pump ended, when ended
+	handler    func(wsconn.ServeEvent) bool // ps.handle, made once
+	respawn    func()                       // pumpLoop on a fresh goroutine, made once: a go statement with arguments allocates
+	end        end                          // why the pump ended, when ended
 	ended      bool
 	limit      int64
 	fromClient bool
@@ -198,8 +203,14 @@ func (s *Session) pumpLoop(src, dst *leg, ps *pumpState, fill bool) {
 
 // handle is the pump's Serve handler: it forwards what was read, and stops
 // Serve when src's read side ended or the pump should move to a fresh
-// goroutine.
-func (ps *pumpState) handle() bool {
+// goroutine. Coalescing: what it forwarded is flushed when src's reader
+// is about to wait for more input (Parking), so the messages of one read
+// leave in one write.
+func (ps *pumpState) handle(ev wsconn.ServeEvent) bool {
+	if ev == wsconn.Parking {
+		ps.s.flush(ps.dst, ps.src.conn.LastReadAt())
+		return false
+	}
 	if e, ended := ps.s.pumpBuffered(ps); ended {
 		ps.end, ps.ended = e, true
 		return true
@@ -210,7 +221,7 @@ func (ps *pumpState) handle() bool {
 // pumpBuffered forwards the message pieces already read from src, without
 // reading more. Each piece is a slice of src's read buffer, copied once
 // into dst's write buffer, which is flushed when src is about to wait for
-// more input (see newSession). Text stays text and binary stays binary.
+// more input (see handle). Text stays text and binary stays binary.
 // STOMP sessions are scanned on the way (see filter). ended is true when
 // src's read side ended; a failed write to dst finishes the session but
 // the pump keeps reading src, so that src's close handshake can complete.

@@ -232,22 +232,9 @@ func (s *Session) startStomp() {
 	st.clientRead.Store(now)
 	st.upstreamRead.Store(now)
 
-	// Every read stamps its leg (wsconn does it once per read system call,
-	// not per message), so any byte counts as liveness: data, heart-beats,
-	// pings and pongs alike.
+	// The legs' reads and flushes stamp st (see stompOptions).
 	st.upstreamConn, st.clientConn = s.upstream.conn, s.client.conn
 	st.upstreamHeard, st.clientHeard = st.heardUpstream, st.heardClient
-	s.client.conn.ReadStamp = &st.clientRead
-	s.upstream.conn.ReadStamp = &st.upstreamRead
-	// Data flushed to a leg is what its STOMP peer sees as traffic.
-	s.client.conn.WriteStamp = &st.clientWrite
-	s.upstream.conn.WriteStamp = &st.upstreamWrite
-	s.upstream.conn.WriteProgress = &st.upstreamProgress
-	s.client.conn.OnPong = func([]byte) {
-		st.clientPong.Store(wsconn.Now())
-		st.pongsReceived.Add(1)
-		s.h.metrics.PongsReceived.Inc()
-	}
 	st.kaMu.Lock()
 	watching := st.ka.Watching()
 	if watching {
@@ -257,6 +244,28 @@ func (s *Session) startStomp() {
 	if watching {
 		s.kick()
 	}
+}
+
+// stompOptions adds to o, leg l's wsconn options, the stamps of the
+// session's STOMP state. Every read stamps its leg (wsconn does it once
+// per read system call, not per message), so any byte counts as
+// liveness: data, heart-beats, pings and pongs alike. Data flushed to a
+// leg is what its STOMP peer sees as traffic.
+func (s *Session) stompOptions(l *leg, o *wsconn.Options) {
+	st := s.stomp
+	if l == s.client {
+		o.ReadStamp = &st.clientRead
+		o.WriteStamp = &st.clientWrite
+		o.OnPong = func([]byte) {
+			st.clientPong.Store(wsconn.Now())
+			st.pongsReceived.Add(1)
+			s.h.metrics.PongsReceived.Inc()
+		}
+		return
+	}
+	o.ReadStamp = &st.upstreamRead
+	o.WriteStamp = &st.upstreamWrite
+	o.WriteProgress = &st.upstreamProgress
 }
 
 // pong answers a ping (RFC 6455 §5.5.2). A failed write is left to the

@@ -298,7 +298,7 @@ func TestHeardSinceEvidence(t *testing.T) {
 		t.Skip("SIOCINQ and TCP_INFO are Linux's")
 	}
 	nc, peer := wstest.TCPPair(t)
-	c := wsconn.New(nc, wsconn.Server, "", nil)
+	c := wsconn.New(nc, wsconn.Server, "", nil, wsconn.Options{})
 	var h heard
 	if ago, ok := heardSince(true, c, &h); h.by != metrics.EvidenceRead || ago != 0 || !ok {
 		t.Errorf("read since the snapshot: %v, %v, %v; want read, 0, true", h.by, ago, ok)
