@@ -1262,7 +1262,7 @@ func TestProtocolErrors(t *testing.T) {
 		}
 		var pe *ProtocolError
 		if !errors.As(err, &pe) {
-			t.Fatalf("NextPiece: %v (%T), want a *ProtocolError", err, err)
+			t.Fatalf("nextPiece: %v (%T), want a *ProtocolError", err, err)
 		}
 		if !strings.HasPrefix(pe.Error(), "websocket: ") {
 			t.Errorf("Error() = %q", pe.Error())
@@ -1335,7 +1335,7 @@ func TestCloseFrames(t *testing.T) {
 				_, err := c.nextPiece()
 				var ce *websocket.CloseError
 				if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != tc.text {
-					t.Fatalf("NextPiece: %v, want close %d %q", err, tc.code, tc.text)
+					t.Fatalf("nextPiece: %v, want close %d %q", err, tc.code, tc.text)
 				}
 				if want := fmt.Sprint(tc.code, " ", tc.text); len(calls) != 1 || calls[0] != want {
 					t.Errorf("OnClose calls %q, want [%q]", calls, want)
@@ -1361,7 +1361,7 @@ func TestCloseFromGorilla(t *testing.T) {
 		}
 		_, err := c.nextPiece()
 		if !websocket.IsCloseError(err, 4001) || code != 4001 || text != "bye now" {
-			t.Fatalf("NextPiece: %v; OnClose(%d, %q)", err, code, text)
+			t.Fatalf("nextPiece: %v; OnClose(%d, %q)", err, code, text)
 		}
 	})
 	t.Run("gorilla server", func(t *testing.T) {
@@ -1377,7 +1377,7 @@ func TestCloseFromGorilla(t *testing.T) {
 		}
 		_, err := c.nextPiece()
 		if !websocket.IsCloseError(err, 1001) || code != 1001 {
-			t.Fatalf("NextPiece: %v; OnClose code %d", err, code)
+			t.Fatalf("nextPiece: %v; OnClose code %d", err, code)
 		}
 		if err := wait(); err != nil {
 			t.Fatal(err)
@@ -1410,7 +1410,7 @@ func TestEOF(t *testing.T) {
 			}
 			var ce *websocket.CloseError
 			if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
-				t.Fatalf("NextPiece: %v (%T), want close 1006", err, err)
+				t.Fatalf("nextPiece: %v (%T), want close 1006", err, err)
 			}
 			if !websocket.IsUnexpectedCloseError(err) {
 				t.Errorf("gorilla does not see %v as unexpected", err)
@@ -1430,7 +1430,7 @@ func TestReadErrorIsSticky(t *testing.T) {
 	c.SetReadDeadline(time.Now())
 	_, err := c.nextPiece()
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("NextPiece: %v, want a timeout", err)
+		t.Fatalf("nextPiece: %v, want a timeout", err)
 	}
 	c.SetReadDeadline(soon())
 	if _, err2 := c.nextPiece(); err2 != err {
@@ -1707,7 +1707,7 @@ func TestBufferedAfterHandshake(t *testing.T) {
 		defer c.Release()
 		var pe *ProtocolError
 		if _, err := c.nextPiece(); !errors.As(err, &pe) {
-			t.Fatalf("NextPiece: %v", err)
+			t.Fatalf("nextPiece: %v", err)
 		}
 	})
 
@@ -2155,7 +2155,7 @@ func TestConcurrentWrites(t *testing.T) {
 	})
 }
 
-// ---- 11. Serve, TryPiece and Fill ----------------------------------------
+// ---- 11. Serve, TryPiece and fill ----------------------------------------
 
 // handler is a Serve handler: it consumes every piece buffered with
 // TryPiece and echoes and/or collects each message, and on Parking calls
@@ -2532,7 +2532,7 @@ func TestServeStopResume(t *testing.T) {
 	}
 }
 
-// TestServeAfterHandshakeBuffer starts reading (Serve or Fill) on a Conn
+// TestServeAfterHandshakeBuffer starts reading (Serve or fill) on a Conn
 // made with more bytes past the handshake than the small read buffer holds,
 // before TryPiece consumed them.
 func TestServeAfterHandshakeBuffer(t *testing.T) {
@@ -2554,7 +2554,7 @@ func TestServeAfterHandshakeBuffer(t *testing.T) {
 			t.Fatalf("%d messages", h.msgs)
 		}
 	})
-	t.Run("Fill", func(t *testing.T) {
+	t.Run("fill", func(t *testing.T) {
 		a, peer := tcpPair(t)
 		c := New(a, Server, "", buffered, Options{})
 		defer c.Release()
@@ -2671,7 +2671,7 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 	parking := func() { befores++ }
 	fillParked := func(rest []byte) {
 		t.Helper()
-		select { // a signal from an earlier Fill, which has returned
+		select { // a signal from an earlier fill, which has returned
 		case <-parked:
 		default:
 		}
@@ -2681,7 +2681,7 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 		if _, err := peer.Write(rest); err != nil {
 			t.Fatal(err)
 		}
-		if err := recv(t, errc, "Fill"); err != nil {
+		if err := recv(t, errc, "fill"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -3189,7 +3189,7 @@ func TestTryPieceNoIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p, ok, err := tc.TryPiece(); !ok || err != nil || string(p.Data) != "x" {
-		t.Fatalf("TryPiece after Fill: %+v, %v, %v", p, ok, err)
+		t.Fatalf("TryPiece after fill: %+v, %v, %v", p, ok, err)
 	}
 }
 

@@ -55,7 +55,7 @@ func fuzzChunks(data, cuts []byte) [][]byte {
 }
 
 // chunkConn is an in-memory net.Conn (not a syscall.Conn, so Conn takes
-// the Fill path): reads return the chunks in order, at most one chunk per
+// the readOnce path): reads return the chunks in order, at most one chunk per
 // read, then io.EOF; writes are collected.
 type chunkConn struct {
 	chunks   [][]byte
