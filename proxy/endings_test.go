@@ -13,7 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/stompgate/stompgate/internal/stomptest"
-	"github.com/stompgate/stompgate/internal/wsconn"
+	"github.com/stompgate/stompgate/internal/tcpinfo"
 	"github.com/stompgate/stompgate/internal/wstest"
 	"github.com/stompgate/stompgate/keepalive"
 )
@@ -156,7 +156,7 @@ func TestWriteTimeoutMeansNoProgress(t *testing.T) {
 							return
 						case <-time.After(10 * time.Millisecond):
 						}
-						if _, unread, ok := wsconn.PeerSilence(nc); ok && unread != last {
+						if _, unread, ok := tcpinfo.PeerSilence(nc); ok && unread != last {
 							last = unread
 							lastArrival.Store(time.Now().UnixNano())
 						}

@@ -21,7 +21,6 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/stompgate/stompgate/internal/wsconn"
 	"github.com/stompgate/stompgate/metrics"
 )
 
@@ -195,14 +194,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// connections (and their buffers) are dropped.
 	hc := upConn.NetConn().(*handshakeConn)
 	leftover := hc.afterHandshake()
-	up := wsconn.New(hc.Conn, wsconn.Client, upConn.Subprotocol(), leftover)
-	cl := wsconn.New(clientConn.NetConn(), wsconn.Server, clientConn.Subprotocol(), nil)
-	// On TCP (not TLS) the pumps then park after a short read instead of
-	// reading again to be told EAGAIN: a third fewer system calls per
-	// small message. Each leg's Close ends its watch.
-	up.WatchHangups()
-	cl.WatchHangups()
-	s := newSession(h, cl, up, log, r)
+	s := newSession(h, clientConn.Subprotocol(), log, r)
+	s.attach(clientConn.NetConn(), hc.Conn, upConn.Subprotocol(), leftover)
 	h.track(s, true)
 	// The session runs on its pumps' goroutines, owned by the Handler
 	// (Wait, Drain and CloseAll reach it through h.sessions), so that this

@@ -35,9 +35,9 @@ type pump struct {
 	s        *Session
 	src, dst *leg
 	flow     *stompflow.Direction
-	handler  func() bool // p.handle, made once
-	respawn  func()      // p.loop on a fresh goroutine, made once: a go statement with arguments allocates
-	end      end         // why the pump ended, when ended
+	handler  func(wsconn.ServeEvent) bool // p.handle, made once
+	respawn  func()                       // p.loop on a fresh goroutine, made once: a go statement with arguments allocates
+	end      end                          // why the pump ended, when ended
 	ended    bool
 	out      msgWriter
 	n        int64 // payload bytes of the current message so far
@@ -81,10 +81,15 @@ func (p *pump) loop(fill bool) {
 	go p.respawn()
 }
 
-// handle is the pump's Serve handler: it forwards what was read, and stops
-// Serve when src's read side ended or the pump should move to a fresh
-// goroutine.
-func (p *pump) handle() bool {
+// handle is the pump's Serve handler. When bytes arrived it forwards
+// them, and stops Serve when src's read side ended or the pump should move
+// to a fresh goroutine. When src is about to wait for input it flushes
+// dst, so that the messages of one read leave in one write (coalescing).
+func (p *pump) handle(ev wsconn.ServeEvent) bool {
+	if ev == wsconn.Parking {
+		p.park()
+		return false
+	}
 	if e, ended := p.forward(); ended {
 		p.end, p.ended = e, true
 		return true
@@ -92,9 +97,9 @@ func (p *pump) handle() bool {
 	return p.src.conn.LastWait() >= respawnAfterWait
 }
 
-// park flushes what was forwarded to dst; src is about to wait for input.
-// The time of src's last read is close enough to now for a write deadline
-// and a liveness stamp, and one clock read fewer per message.
+// park flushes what was forwarded to dst. The time of src's last read is
+// close enough to now for a write deadline and a liveness stamp, and one
+// clock read fewer per message.
 func (p *pump) park() {
 	if err := p.dst.conn.FlushAt(p.src.conn.LastReadAt()); err != nil {
 		p.s.writeFailed(p.dst, err)

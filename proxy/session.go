@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -56,7 +57,10 @@ type Session struct {
 	upstreamDiscarded atomic.Int64
 }
 
-func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *http.Request) *Session {
+// newSession builds a session for a client that negotiated subprotocol:
+// its legs, the STOMP conversation and the liveness engine. The legs get
+// their connections from attach.
+func newSession(h *Handler, subprotocol string, log *zap.Logger, r *http.Request) *Session {
 	s := &Session{
 		h:        h,
 		id:       strconv.FormatUint(rand.Uint64(), 36),
@@ -66,9 +70,7 @@ func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *h
 		client:   newLeg("client", metrics.HopClient, metrics.ClientToUpstream, h.opts.MaxClientMessageBytes),
 		upstream: newLeg("upstream", metrics.HopUpstream, metrics.UpstreamToClient, h.opts.MaxUpstreamMessageBytes),
 	}
-	s.client.conn, s.upstream.conn = client, upstream
-	proto := client.Subprotocol()
-	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", proto))
+	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", subprotocol))
 	s.conv = stompflow.New(stompflow.Config{
 		Mode:              h.opts.STOMP.Keepalive.Mode,
 		Strict:            h.opts.STOMP.Strict,
@@ -76,29 +78,52 @@ func newSession(h *Handler, client, upstream *wsconn.Conn, log *zap.Logger, r *h
 		UpstreamHeartBeat: h.opts.STOMP.UpstreamHeartBeat,
 		ClientHeartBeat:   h.opts.STOMP.ClientHeartBeat,
 		Metrics:           h.metrics,
-	}, s.id, proto, (*flowEvents)(s))
+	}, s.id, subprotocol, (*flowEvents)(s))
 	s.live.init(s, h.opts.STOMP.Keepalive, s.began)
 	if s.conv.Disabled() {
 		s.live.ka.NotSTOMP()
 	}
-	for _, l := range []*leg{s.client, s.upstream} {
-		l.conn.OnClose = s.closeHandler(l)
-		l.conn.OnPing = l.pong
-		l.conn.WriteTimeout = h.opts.WriteTimeout
+	return s
+}
+
+// attach gives the legs their connections, whose handshakes are done:
+// the client's, and the broker's (which negotiated subprotocol and may
+// have sent bytes right after its 101: leftover).
+func (s *Session) attach(client, upstream net.Conn, subprotocol string, leftover []byte) {
+	s.upstream.conn = wsconn.New(upstream, wsconn.Client, subprotocol, leftover, s.options(s.upstream))
+	s.client.conn = wsconn.New(client, wsconn.Server, subprotocol, nil, s.options(s.client))
+	// On TCP (not TLS) the pumps then park after a short read instead of
+	// reading again to be told EAGAIN: a third fewer system calls per
+	// small message. Each leg's Close ends its watch.
+	s.upstream.conn.WatchHangups()
+	s.client.conn.WatchHangups()
+}
+
+// options are l's connection's hooks, fixed for its life.
+func (s *Session) options(l *leg) wsconn.Options {
+	o := wsconn.Options{
+		WriteTimeout: s.h.opts.WriteTimeout,
 		// Every read stamps its leg (wsconn does it once per read system
 		// call, not per message), so any byte counts as liveness: data,
 		// heart-beats, pings and pongs alike. Data flushed to a leg is
 		// what its STOMP peer sees as traffic.
-		l.conn.ReadStamp = &l.readAt
-		l.conn.WriteStamp = &l.writeAt
+		ReadStamp:  &l.readAt,
+		WriteStamp: &l.writeAt,
+		OnPing:     l.pong,
+		OnClose:    s.closeHandler(l),
 	}
-	s.upstream.conn.WriteProgress = &s.upstream.progressAt
-	s.client.conn.OnPong = func([]byte) {
-		s.client.pongAt.Store(wsconn.Now())
-		s.client.pongsReceived.Add(1)
-		h.metrics.PongsReceived.Inc()
+	if l == s.upstream {
+		// A write to the broker that moves on after finding its socket
+		// full proves the broker reads (keepalive: UpstreamProgress).
+		o.WriteProgress = &l.progressAt
+	} else {
+		o.OnPong = func([]byte) {
+			l.pongAt.Store(wsconn.Now())
+			l.pongsReceived.Add(1)
+			s.h.metrics.PongsReceived.Inc()
+		}
 	}
-	return s
+	return o
 }
 
 // start runs the session: each pump on its own goroutine (see pump.loop),
@@ -124,11 +149,6 @@ func (s *Session) start(done func()) {
 	s.pumpsLeft.Store(2)
 	down := newPump(s, s.upstream, s.client, &s.conv.UpstreamToClient)
 	up := newPump(s, s.client, s.upstream, &s.conv.ClientToUpstream)
-	// Coalescing: what a pump forwards is flushed when its source is about
-	// to wait for more input, so the messages of one read leave in one
-	// write.
-	s.upstream.conn.BeforeRead = down.park
-	s.client.conn.BeforeRead = up.park
 	go down.loop(false)
 	go up.loop(false)
 }

@@ -280,7 +280,7 @@ func TestHeardSinceEvidence(t *testing.T) {
 		t.Skip("SIOCINQ and TCP_INFO are Linux's")
 	}
 	nc, peer := wstest.TCPPair(t)
-	c := wsconn.New(nc, wsconn.Server, "", nil)
+	c := wsconn.New(nc, wsconn.Server, "", nil, wsconn.Options{})
 	l := &leg{conn: c}
 	h := &l.heard
 	l.readAt.Store(1) // a read since the snapshot (readSnap 0)

@@ -13,7 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/stompgate/stompgate/internal/wsconn"
+	"github.com/stompgate/stompgate/internal/tcpinfo"
 )
 
 // Defaults, each taken from Spring.
@@ -680,7 +680,7 @@ func (b *Broker) heartbeatTick(now time.Time) {
 		// that sent nothing (the kernel received nothing either) from a
 		// broker too busy to read what arrived.
 		var seen string
-		if d, n, ok := wsconn.PeerSilence(e.s.conn.NetConn()); ok {
+		if d, n, ok := tcpinfo.PeerSilence(e.s.conn.NetConn()); ok {
 			seen = fmt.Sprintf("; the kernel last received bytes from the client %v ago, %d bytes unread", d, n)
 		}
 		b.emit(Event{Kind: EventReadTimeout, Time: now, Session: e.s.id, Remote: e.s.remote,

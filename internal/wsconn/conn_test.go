@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/stompgate/stompgate/internal/tcpinfo"
 	"github.com/stompgate/stompgate/internal/wstest"
 )
 
@@ -184,8 +185,13 @@ func roleName(r Role) string {
 // readMsg reads one data message from c, checking the Piece invariants, and
 // returns its type, payload and the Size of its first piece.
 func readMsg(c *Conn) (mt int, data []byte, size int64, err error) {
+	return readMsgParking(c, nil)
+}
+
+// readMsgParking is readMsg calling parking, if set, on Parking.
+func readMsgParking(c *Conn, parking func()) (mt int, data []byte, size int64, err error) {
 	for i := 0; ; i++ {
-		p, err := c.NextPiece()
+		p, err := c.nextPieceParking(parking)
 		if err != nil {
 			return 0, nil, 0, err
 		}
@@ -250,13 +256,30 @@ func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	return a, b
 }
 
-// rawPair returns a Conn of the given role on a TCP connection and the raw
-// peer.
-func rawPair(t testing.TB, role Role) (*Conn, *net.TCPConn) {
+// rawPair returns a Conn of the given role on a TCP connection (counted:
+// see countedSocket) and the raw peer; opts, if given, are the Conn's.
+func rawPair(t testing.TB, role Role, opts ...Options) (*Conn, *net.TCPConn) {
 	a, b := tcpPair(t)
-	c := New(a, role, "", nil)
+	c := New(countSocket(a), role, "", nil, optionsOf(opts))
 	t.Cleanup(c.Release)
 	return c, b
+}
+
+// optionsOf is a test helper's optional Options: the one given, if any.
+func optionsOf(opts []Options) Options {
+	if len(opts) == 0 {
+		return Options{}
+	}
+	return opts[0]
+}
+
+// withTimeout is opts with a WriteTimeout of testTimeout unless it has one.
+func withTimeout(opts []Options) Options {
+	o := optionsOf(opts)
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = testTimeout
+	}
+	return o
 }
 
 func wsURL(s *httptest.Server) string { return "ws" + strings.TrimPrefix(s.URL, "http") }
@@ -264,8 +287,9 @@ func wsURL(s *httptest.Server) string { return "ws" + strings.TrimPrefix(s.URL, 
 const testSubprotocol = "v12.stomp"
 
 // serverPair connects a gorilla client dialed with d to a Server Conn that
-// wraps the connection gorilla's Upgrader accepted.
-func serverPair(t *testing.T, d websocket.Dialer) (*Conn, *websocket.Conn) {
+// wraps the connection gorilla's Upgrader accepted. The Conn has opts, if
+// given, and a WriteTimeout of testTimeout unless they set one.
+func serverPair(t *testing.T, d websocket.Dialer, opts ...Options) (*Conn, *websocket.Conn) {
 	t.Helper()
 	conns := make(chan *Conn, 1)
 	up := websocket.Upgrader{Subprotocols: []string{testSubprotocol}}
@@ -274,7 +298,7 @@ func serverPair(t *testing.T, d websocket.Dialer) (*Conn, *websocket.Conn) {
 		if err != nil {
 			return // the dial fails
 		}
-		conns <- New(gc.NetConn(), Server, gc.Subprotocol(), nil)
+		conns <- New(gc.NetConn(), Server, gc.Subprotocol(), nil, withTimeout(opts))
 	}))
 	t.Cleanup(srv.Close)
 	d.Subprotocols = []string{testSubprotocol}
@@ -294,7 +318,6 @@ func serverPair(t *testing.T, d websocket.Dialer) (*Conn, *websocket.Conn) {
 	if c.Subprotocol() != testSubprotocol {
 		t.Fatalf("Subprotocol() = %q", c.Subprotocol())
 	}
-	c.WriteTimeout = testTimeout
 	c.SetReadDeadline(soon())
 	gc.SetReadDeadline(soon())
 	gc.SetWriteDeadline(soon())
@@ -304,8 +327,9 @@ func serverPair(t *testing.T, d websocket.Dialer) (*Conn, *websocket.Conn) {
 // clientPair dials a gorilla server running serve with gorilla's Dialer
 // and wraps the connection in a Client Conn. serve must not send before it
 // has read a message from the client, so that gorilla's client buffers
-// nothing past the handshake. wait returns serve's result.
-func clientPair(t *testing.T, serve func(gc *websocket.Conn) error) (c *Conn, wait func() error) {
+// nothing past the handshake. wait returns serve's result. The Conn has
+// opts, if given, and a WriteTimeout of testTimeout unless they set one.
+func clientPair(t *testing.T, serve func(gc *websocket.Conn) error, opts ...Options) (c *Conn, wait func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	up := websocket.Upgrader{Subprotocols: []string{testSubprotocol}}
@@ -327,11 +351,10 @@ func clientPair(t *testing.T, serve func(gc *websocket.Conn) error) (c *Conn, wa
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = New(gc.NetConn(), Client, gc.Subprotocol(), nil)
+	c = New(gc.NetConn(), Client, gc.Subprotocol(), nil, withTimeout(opts))
 	if c.Subprotocol() != testSubprotocol {
 		t.Fatalf("Subprotocol() = %q", c.Subprotocol())
 	}
-	c.WriteTimeout = testTimeout
 	c.SetReadDeadline(soon())
 	wait = resultWithin(errc, func() error { return errors.New("the gorilla server is still running") })
 	t.Cleanup(func() { c.Close(); wait(); c.Release() })
@@ -385,13 +408,62 @@ func (c *countConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// socketWrites counts the flushes a socket Conn made through its RawConn
-// (each one write system call unless the socket's buffer filled).
-func (c *Conn) socketWrites() int {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.rawWrites
+// countedSocket is a socket whose syscall.RawConn counts the writes a Conn
+// makes through it (writes: each one write system call unless the socket
+// is full) and the times a write found it full and waited (waits). It
+// allocates nothing per write, so allocation tests can use it.
+type countedSocket struct {
+	net.Conn
+	writes, waits atomic.Int64
+	f             func(fd uintptr) bool // the write function of the write under way
+	wrapped       func(fd uintptr) bool // s.write, made once
 }
+
+func countSocket(nc net.Conn) *countedSocket {
+	s := &countedSocket{Conn: nc}
+	s.wrapped = s.write
+	return s
+}
+
+func (s *countedSocket) SyscallConn() (syscall.RawConn, error) {
+	rc, err := s.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return countingRawConn{rc, s}, nil
+}
+
+// CloseWrite is the socket's own, for Linger.
+func (s *countedSocket) CloseWrite() error {
+	return s.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+// write runs the Conn's write function; returning false is a wait.
+func (s *countedSocket) write(fd uintptr) bool {
+	if s.f(fd) {
+		return true
+	}
+	s.waits.Add(1)
+	return false
+}
+
+type countingRawConn struct {
+	syscall.RawConn
+	s *countedSocket
+}
+
+// Write is called under the Conn's write lock, so s.f has one writer.
+func (rc countingRawConn) Write(f func(fd uintptr) bool) error {
+	rc.s.writes.Add(1)
+	rc.s.f = f
+	return rc.RawConn.Write(rc.s.wrapped)
+}
+
+// counted returns the countedSocket of a Conn made by rawPair or testConn.
+func counted(c *Conn) *countedSocket { return c.nc.(*countedSocket) }
+
+// tcpOf returns the TCP connection of a Conn made by rawPair.
+func tcpOf(c *Conn) *net.TCPConn { return counted(c).Conn.(*net.TCPConn) }
 
 // ---- 1. round trips ----------------------------------------------------
 
@@ -540,9 +612,9 @@ func checkFragmented(t *testing.T, c *Conn, r *pingRecorder, want []byte) {
 }
 
 func TestFragmentedFromGorillaClient(t *testing.T) {
-	c, gc := serverPair(t, websocket.Dialer{})
-	rec := &pingRecorder{c: c}
-	c.OnPing = rec.onPing
+	rec := &pingRecorder{}
+	c, gc := serverPair(t, websocket.Dialer{}, Options{OnPing: rec.onPing})
+	rec.c = c
 	msg := payload(BinaryMessage, 30000, 7)
 	errc := make(chan error, 1)
 	go func() { errc <- sendFragmented(gc, msg) }()
@@ -554,14 +626,14 @@ func TestFragmentedFromGorillaClient(t *testing.T) {
 
 func TestFragmentedFromGorillaServer(t *testing.T) {
 	msg := payload(BinaryMessage, 30000, 8)
+	rec := &pingRecorder{}
 	c, wait := clientPair(t, func(gc *websocket.Conn) error {
 		if _, _, err := gc.ReadMessage(); err != nil {
 			return err
 		}
 		return sendFragmented(gc, msg)
-	})
-	rec := &pingRecorder{c: c}
-	c.OnPing = rec.onPing
+	}, Options{OnPing: rec.onPing})
+	rec.c = c
 	if err := c.WriteMessage(TextMessage, []byte("go")); err != nil {
 		t.Fatal(err)
 	}
@@ -589,14 +661,15 @@ func TestPieces(t *testing.T) {
 		frame(BinaryMessage, true, nil),
 		frame(fin(opContinuation), true, []byte("z")),
 	))
-	c := New(sc, Server, "", nil)
-	defer c.Release()
 	var log []string
-	c.OnPing = func(p []byte) { log = append(log, "ping "+string(p)) }
-	c.OnPong = func(p []byte) { log = append(log, "pong "+string(p)) }
+	c := New(sc, Server, "", nil, Options{
+		OnPing: func(p []byte) { log = append(log, "ping "+string(p)) },
+		OnPong: func(p []byte) { log = append(log, "pong "+string(p)) },
+	})
+	defer c.Release()
 	piece := func() Piece {
 		t.Helper()
-		p, err := c.NextPiece()
+		p, err := c.nextPiece()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -669,9 +742,8 @@ func TestHeaderStraddlesReads(t *testing.T) {
 		for i := range stream {
 			sc.feed(stream[i : i+1])
 		}
-		c := New(sc, role, "", nil)
 		var pings []string
-		c.OnPing = func(p []byte) { pings = append(pings, string(p)) }
+		c := New(sc, role, "", nil, Options{OnPing: func(p []byte) { pings = append(pings, string(p)) }})
 		for i, want := range msgs {
 			_, got, size, err := readMsg(c)
 			if err != nil {
@@ -682,7 +754,7 @@ func TestHeaderStraddlesReads(t *testing.T) {
 			}
 		}
 		var ce *websocket.CloseError
-		if _, err := c.NextPiece(); !errors.As(err, &ce) || ce.Code != 1000 || ce.Text != "done" {
+		if _, err := c.nextPiece(); !errors.As(err, &ce) || ce.Code != 1000 || ce.Text != "done" {
 			t.Fatalf("%s: after the messages: %v", roleName(role), err)
 		}
 		if len(pings) != len(msgs) || pings[len(msgs)-1] != "ping4" {
@@ -703,7 +775,7 @@ func TestCoalescing(t *testing.T) {
 		t.Run(roleName(role), func(t *testing.T) {
 			a, peer := tcpPair(t)
 			cc := &countConn{Conn: a}
-			c := New(cc, role, "", nil)
+			c := New(cc, role, "", nil, Options{})
 			defer c.Release()
 			writes := func(want int64) {
 				t.Helper()
@@ -1048,8 +1120,9 @@ func TestRandomTraffic(t *testing.T) {
 	for _, role := range []Role{Server, Client} {
 		t.Run("writer "+roleName(role), func(t *testing.T) {
 			a, b := tcpPair(t)
-			w := New(a, role, "", nil)
-			r := New(b, 1-role, "", nil)
+			var pings atomic.Int64
+			w := New(a, role, "", nil, Options{})
+			r := New(b, 1-role, "", nil, Options{OnPing: func([]byte) { pings.Add(1) }})
 			defer w.Release()
 			defer r.Release()
 			const n = 300
@@ -1065,8 +1138,6 @@ func TestRandomTraffic(t *testing.T) {
 				mt := TextMessage + rng.IntN(2)
 				return mt, payload(mt, size, uint64(i))
 			}
-			var pings atomic.Int64
-			r.OnPing = func([]byte) { pings.Add(1) }
 			werr := make(chan error, 2)
 			var wg sync.WaitGroup
 			wg.Go(func() {
@@ -1125,7 +1196,7 @@ func TestRandomTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			var ce *websocket.CloseError
-			if _, err := r.NextPiece(); !errors.As(err, &ce) || ce.Code != 1000 {
+			if _, err := r.nextPiece(); !errors.As(err, &ce) || ce.Code != 1000 {
 				t.Fatalf("after the messages: %v", err)
 			}
 			if pings.Load() != npings {
@@ -1179,27 +1250,27 @@ func TestProtocolErrors(t *testing.T) {
 		{"close reason not UTF-8", Server, frame(fin(CloseMessage), true, closePayload(1000, "ok\xff\xfe"))},
 		{"close reason with a lone surrogate", Client, frame(fin(CloseMessage), false, closePayload(1000, "\xed\xa0\x80"))},
 	}
-	check := func(t *testing.T, c *Conn) {
+	// onClose is a Conn's Options whose OnClose sets *closed.
+	onClose := func(closed *bool) Options { return Options{OnClose: func(int, string) { *closed = true }} }
+	check := func(t *testing.T, c *Conn, closed *bool) {
 		t.Helper()
-		closed := false
-		c.OnClose = func(int, string) { closed = true }
 		var err error
 		for range 10 {
-			if _, err = c.NextPiece(); err != nil {
+			if _, err = c.nextPiece(); err != nil {
 				break
 			}
 		}
 		var pe *ProtocolError
 		if !errors.As(err, &pe) {
-			t.Fatalf("NextPiece: %v (%T), want a *ProtocolError", err, err)
+			t.Fatalf("nextPiece: %v (%T), want a *ProtocolError", err, err)
 		}
 		if !strings.HasPrefix(pe.Error(), "websocket: ") {
 			t.Errorf("Error() = %q", pe.Error())
 		}
-		if _, err2 := c.NextPiece(); err2 != err {
+		if _, err2 := c.nextPiece(); err2 != err {
 			t.Errorf("the error is not sticky: then %v", err2)
 		}
-		if closed {
+		if *closed {
 			t.Error("OnClose was called for a broken close frame")
 		}
 		if c.rpool != nil || c.rbuf != nil {
@@ -1209,20 +1280,22 @@ func TestProtocolErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Run("tcp", func(t *testing.T) {
-				c, peer := rawPair(t, tc.role)
+				closed := false
+				c, peer := rawPair(t, tc.role, onClose(&closed))
 				if _, err := peer.Write(tc.in); err != nil {
 					t.Fatal(err)
 				}
-				check(t, c)
+				check(t, c, &closed)
 			})
 			t.Run("bytewise", func(t *testing.T) {
 				sc := &scriptConn{}
 				for i := range tc.in {
 					sc.feed(tc.in[i : i+1])
 				}
-				c := New(sc, tc.role, "", nil)
+				closed := false
+				c := New(sc, tc.role, "", nil, onClose(&closed))
 				defer c.Release()
-				check(t, c)
+				check(t, c, &closed)
 			})
 		})
 	}
@@ -1248,27 +1321,26 @@ func TestCloseFrames(t *testing.T) {
 	for _, role := range []Role{Server, Client} {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("%s/%d", roleName(role), tc.code), func(t *testing.T) {
-				c, peer := rawPair(t, role)
+				var calls []string
+				c, peer := rawPair(t, role, Options{OnClose: func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }})
 				masked := role == Server
 				// A message, then the close frame in the middle of another.
 				peer.Write(cat(frame(fin(TextMessage), masked, []byte("m")), frame(BinaryMessage, masked, []byte("half")), frame(fin(CloseMessage), masked, tc.payload)))
-				var calls []string
-				c.OnClose = func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }
 				if _, got, _, err := readMsg(c); err != nil || string(got) != "m" {
 					t.Fatalf("first message %q, %v", got, err)
 				}
-				if p, err := c.NextPiece(); err != nil || string(p.Data) != "half" {
+				if p, err := c.nextPiece(); err != nil || string(p.Data) != "half" {
 					t.Fatalf("fragment %q, %v", p.Data, err)
 				}
-				_, err := c.NextPiece()
+				_, err := c.nextPiece()
 				var ce *websocket.CloseError
 				if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != tc.text {
-					t.Fatalf("NextPiece: %v, want close %d %q", err, tc.code, tc.text)
+					t.Fatalf("nextPiece: %v, want close %d %q", err, tc.code, tc.text)
 				}
 				if want := fmt.Sprint(tc.code, " ", tc.text); len(calls) != 1 || calls[0] != want {
 					t.Errorf("OnClose calls %q, want [%q]", calls, want)
 				}
-				if _, err2 := c.NextPiece(); err2 != err {
+				if _, err2 := c.nextPiece(); err2 != err {
 					t.Errorf("the error is not sticky: then %v", err2)
 				}
 				if len(calls) != 1 {
@@ -1281,33 +1353,31 @@ func TestCloseFrames(t *testing.T) {
 
 func TestCloseFromGorilla(t *testing.T) {
 	t.Run("gorilla client", func(t *testing.T) {
-		c, gc := serverPair(t, websocket.Dialer{})
 		var code int
 		var text string
-		c.OnClose = func(cd int, tx string) { code, text = cd, tx }
+		c, gc := serverPair(t, websocket.Dialer{}, Options{OnClose: func(cd int, tx string) { code, text = cd, tx }})
 		if err := gc.WriteControl(CloseMessage, websocket.FormatCloseMessage(4001, "bye now"), soon()); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.NextPiece()
+		_, err := c.nextPiece()
 		if !websocket.IsCloseError(err, 4001) || code != 4001 || text != "bye now" {
-			t.Fatalf("NextPiece: %v; OnClose(%d, %q)", err, code, text)
+			t.Fatalf("nextPiece: %v; OnClose(%d, %q)", err, code, text)
 		}
 	})
 	t.Run("gorilla server", func(t *testing.T) {
+		var code int
 		c, wait := clientPair(t, func(gc *websocket.Conn) error {
 			if _, _, err := gc.ReadMessage(); err != nil {
 				return err
 			}
 			return gc.WriteControl(CloseMessage, websocket.FormatCloseMessage(1001, "restart"), soon())
-		})
-		var code int
-		c.OnClose = func(cd int, _ string) { code = cd }
+		}, Options{OnClose: func(cd int, _ string) { code = cd }})
 		if err := c.WriteMessage(TextMessage, []byte("hello")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.NextPiece()
+		_, err := c.nextPiece()
 		if !websocket.IsCloseError(err, 1001) || code != 1001 {
-			t.Fatalf("NextPiece: %v; OnClose code %d", err, code)
+			t.Fatalf("nextPiece: %v; OnClose code %d", err, code)
 		}
 		if err := wait(); err != nil {
 			t.Fatal(err)
@@ -1328,25 +1398,24 @@ func TestEOF(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, peer := rawPair(t, Server)
 			closed := false
-			c.OnClose = func(int, string) { closed = true }
+			c, peer := rawPair(t, Server, Options{OnClose: func(int, string) { closed = true }})
 			peer.Write(tc.in)
 			peer.Close()
 			var err error
 			for range 100 {
-				if _, err = c.NextPiece(); err != nil {
+				if _, err = c.nextPiece(); err != nil {
 					break
 				}
 			}
 			var ce *websocket.CloseError
 			if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
-				t.Fatalf("NextPiece: %v (%T), want close 1006", err, err)
+				t.Fatalf("nextPiece: %v (%T), want close 1006", err, err)
 			}
 			if !websocket.IsUnexpectedCloseError(err) {
 				t.Errorf("gorilla does not see %v as unexpected", err)
 			}
-			if _, err2 := c.NextPiece(); err2 != err {
+			if _, err2 := c.nextPiece(); err2 != err {
 				t.Errorf("the error is not sticky: then %v", err2)
 			}
 			if closed {
@@ -1359,22 +1428,21 @@ func TestEOF(t *testing.T) {
 func TestReadErrorIsSticky(t *testing.T) {
 	c, _ := rawPair(t, Server)
 	c.SetReadDeadline(time.Now())
-	_, err := c.NextPiece()
+	_, err := c.nextPiece()
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("NextPiece: %v, want a timeout", err)
+		t.Fatalf("nextPiece: %v, want a timeout", err)
 	}
 	c.SetReadDeadline(soon())
-	if _, err2 := c.NextPiece(); err2 != err {
+	if _, err2 := c.nextPiece(); err2 != err {
 		t.Fatalf("then %v", err2)
 	}
 }
 
-// ---- 7. stamps and BeforeRead --------------------------------------------
+// ---- 7. stamps and Parking -----------------------------------------------
 
 func TestStamps(t *testing.T) {
-	c, peer := rawPair(t, Server)
 	var rs, ws atomic.Int64
-	c.ReadStamp, c.WriteStamp = &rs, &ws
+	c, peer := rawPair(t, Server, Options{ReadStamp: &rs, WriteStamp: &ws})
 	within := func(what string, stamp, before int64) {
 		t.Helper()
 		if after := Now(); stamp < before || stamp > after {
@@ -1394,7 +1462,7 @@ func TestStamps(t *testing.T) {
 	rs.Store(0)
 	before = Now()
 	peer.Write(cat(frame(fin(PongMessage), true, nil), frame(fin(CloseMessage), true, nil)))
-	if _, err := c.NextPiece(); !websocket.IsCloseError(err, websocket.CloseNoStatusReceived) {
+	if _, err := c.nextPiece(); !websocket.IsCloseError(err, websocket.CloseNoStatusReceived) {
 		t.Fatal(err)
 	}
 	within("ReadStamp after a control frame", rs.Load(), before)
@@ -1468,16 +1536,18 @@ func (e eventConn) Read(b []byte) (int, error) {
 	return e.Conn.Read(b)
 }
 
-func TestBeforeRead(t *testing.T) {
+// TestParking: on a connection that is not a socket, Parking comes before
+// every read.
+func TestParking(t *testing.T) {
 	a, peer := tcpPair(t)
 	var log []string
-	c := New(eventConn{a, &log}, Server, "", nil)
+	c := New(eventConn{a, &log}, Server, "", nil, Options{})
 	defer c.Release()
-	c.BeforeRead = func() { log = append(log, "before") }
+	parking := func() { log = append(log, "before") }
 	want := []string{"a", "b", strings.Repeat("c", 20000)}
 	for _, m := range want {
 		peer.Write(frame(fin(TextMessage), true, []byte(m)))
-		_, got, _, err := readMsg(c)
+		_, got, _, err := readMsgParking(c, parking)
 		if err != nil || string(got) != m {
 			t.Fatalf("read %d bytes, %v", len(got), err)
 		}
@@ -1491,16 +1561,16 @@ func TestBeforeRead(t *testing.T) {
 		}
 	}
 
-	// The proxy's use: BeforeRead flushes what was forwarded.
+	// The proxy's use: Parking flushes what was forwarded.
 	out, outPeer := rawPair(t, Client)
-	c.BeforeRead = func() {
+	parking = func() {
 		if err := out.Flush(); err != nil {
 			t.Error(err)
 		}
 	}
 	peer.Write(cat(frame(fin(TextMessage), true, []byte("1")), frame(fin(TextMessage), true, []byte("2"))))
 	for range 2 {
-		_, got, _, err := readMsg(c)
+		_, got, _, err := readMsgParking(c, parking)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1515,7 +1585,8 @@ func TestBeforeRead(t *testing.T) {
 
 func TestReadBufferAdaptation(t *testing.T) {
 	sc := &scriptConn{}
-	c := New(sc, Server, "", nil)
+	var pings int
+	c := New(sc, Server, "", nil, Options{OnPing: func([]byte) { pings++ }})
 	defer c.Release()
 	on := func(want int) {
 		t.Helper()
@@ -1570,8 +1641,6 @@ func TestReadBufferAdaptation(t *testing.T) {
 	on(midReadSize)
 
 	// Control frames between large reads do not lose bytes.
-	var pings int
-	c.OnPing = func([]byte) { pings++ }
 	stream := cat(frame(fin(PingMessage), true, []byte("1")), frame(fin(BinaryMessage), true, big), frame(fin(PingMessage), true, []byte("2")), frame(fin(BinaryMessage), true, big))
 	sc.feed(stream[:40000], stream[40000:])
 	read(big)
@@ -1593,7 +1662,7 @@ func TestBufferedAfterHandshake(t *testing.T) {
 	t.Run("small", func(t *testing.T) {
 		sc := &scriptConn{}
 		buffered := cat(one, two, three[:3])
-		c := New(sc, Server, "", buffered)
+		c := New(sc, Server, "", buffered, Options{})
 		defer c.Release()
 		buffered[0] = 0 // copied, not kept
 		sc.feed(three[3:])
@@ -1613,7 +1682,7 @@ func TestBufferedAfterHandshake(t *testing.T) {
 	t.Run("over the small buffer", func(t *testing.T) {
 		sc := &scriptConn{}
 		big := payload(BinaryMessage, 3000, 2)
-		c := New(sc, Server, "", cat(frame(fin(BinaryMessage), masked, big), one[:1]))
+		c := New(sc, Server, "", cat(frame(fin(BinaryMessage), masked, big), one[:1]), Options{})
 		defer c.Release()
 		sc.feed(one[1:])
 		if _, got, _, err := readMsg(c); err != nil || !bytes.Equal(got, big) {
@@ -1634,11 +1703,11 @@ func TestBufferedAfterHandshake(t *testing.T) {
 	})
 
 	t.Run("too many", func(t *testing.T) {
-		c := New(&scriptConn{}, Server, "", make([]byte, largeReadSize+1))
+		c := New(&scriptConn{}, Server, "", make([]byte, largeReadSize+1), Options{})
 		defer c.Release()
 		var pe *ProtocolError
-		if _, err := c.NextPiece(); !errors.As(err, &pe) {
-			t.Fatalf("NextPiece: %v", err)
+		if _, err := c.nextPiece(); !errors.As(err, &pe) {
+			t.Fatalf("nextPiece: %v", err)
 		}
 	})
 
@@ -1646,7 +1715,7 @@ func TestBufferedAfterHandshake(t *testing.T) {
 		// A client that sends at once: its first frame may arrive with
 		// the handshake, and the rest on the socket.
 		a, peer := tcpPair(t)
-		c := New(a, Server, "", one)
+		c := New(a, Server, "", one, Options{})
 		defer c.Release()
 		peer.Write(two)
 		if _, got, _, err := readMsg(c); err != nil || string(got) != "one" {
@@ -1680,8 +1749,8 @@ func (d *deadlineConn) Write(b []byte) (int, error) {
 func TestWriteDeadlines(t *testing.T) {
 	a, _ := tcpPair(t)
 	dc := &deadlineConn{Conn: a}
-	c := New(dc, Server, "", nil)
-	defer c.Release()
+	c := New(dc, Server, "", nil, Options{})
+	defer func() { c.Release() }() // the second c's
 	last := func() time.Time { return dc.atWrite[len(dc.atWrite)-1] }
 
 	// No WriteTimeout: data writes have no deadline, even after a control
@@ -1710,7 +1779,8 @@ func TestWriteDeadlines(t *testing.T) {
 	// had. Not a socket: the deadline is set ahead, to between WriteTimeout
 	// and 1.5 × WriteTimeout from now (a socket gets one only when a write
 	// waits: TestProgressDeadlineArmedOnlyWhenBlocked).
-	c.WriteTimeout = time.Second
+	c.Release()
+	c = New(dc, Server, "", nil, Options{WriteTimeout: time.Second})
 	for _, ctl := range []time.Time{time.Now().Add(time.Hour), time.Now().Add(10 * time.Millisecond), {}} {
 		if !ctl.IsZero() {
 			if err := c.WriteControl(PingMessage, nil, ctl); err != nil {
@@ -1721,7 +1791,7 @@ func TestWriteDeadlines(t *testing.T) {
 		if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		if d := last(); d.Before(before.Add(c.WriteTimeout)) || d.After(time.Now().Add(c.WriteTimeout*3/2)) {
+		if d := last(); d.Before(before.Add(c.opts.WriteTimeout)) || d.After(time.Now().Add(c.opts.WriteTimeout*3/2)) {
 			t.Fatalf("after a ping with deadline %v: data written with deadline %v (now %v)", ctl, d, before)
 		}
 	}
@@ -1742,7 +1812,7 @@ func TestWriteDeadlines(t *testing.T) {
 	if err := c.WriteControl(PingMessage, nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if d := last(); d.Before(before.Add(c.WriteTimeout*3/2)) || d.After(time.Now().Add(c.WriteTimeout*3/2)) {
+	if d := last(); d.Before(before.Add(c.opts.WriteTimeout*3/2)) || d.After(time.Now().Add(c.opts.WriteTimeout*3/2)) {
 		t.Fatalf("ping without a deadline written under %v", d)
 	}
 }
@@ -1750,10 +1820,9 @@ func TestWriteDeadlines(t *testing.T) {
 func TestWriteTimeout(t *testing.T) {
 	a, b := net.Pipe() // no reader: every write blocks
 	defer b.Close()
-	c := New(a, Client, "", nil)
+	c := New(a, Client, "", nil, Options{WriteTimeout: 30 * time.Millisecond})
 	defer c.Close()
 	defer c.Release()
-	c.WriteTimeout = 30 * time.Millisecond
 	err := c.WriteMessage(TextMessage, []byte("stuck"))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("WriteMessage: %v, want a timeout", err)
@@ -1835,7 +1904,7 @@ func TestAbandonMessage(t *testing.T) {
 func TestRelease(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	peer.Write(frame(fin(BinaryMessage), true, make([]byte, 100000)))
-	if p, err := c.NextPiece(); err != nil || len(p.Data) == 0 {
+	if p, err := c.nextPiece(); err != nil || len(p.Data) == 0 {
 		t.Fatal(err)
 	}
 	c.BeginMessage(TextMessage)
@@ -1874,7 +1943,7 @@ func raceEnabled() bool {
 func readWhole(c *Conn) (int, error) {
 	n := 0
 	for {
-		p, err := c.NextPiece()
+		p, err := c.nextPiece()
 		if err != nil {
 			return n, err
 		}
@@ -1971,7 +2040,7 @@ func BenchmarkForward(b *testing.B) {
 					b.Fatal(err)
 				}
 				for {
-					p, err := src.NextPiece()
+					p, err := src.nextPiece()
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -2086,11 +2155,11 @@ func TestConcurrentWrites(t *testing.T) {
 	})
 }
 
-// ---- 11. Serve, TryPiece and Fill ----------------------------------------
+// ---- 11. Serve, TryPiece and fill ----------------------------------------
 
 // handler is a Serve handler: it consumes every piece buffered with
-// TryPiece and echoes and/or collects each message, leaving the flush to
-// BeforeRead (its flush method). Its fields belong to the reading goroutine
+// TryPiece and echoes and/or collects each message, and on Parking calls
+// onPark (flush, for the proxy's coalescing flush). Its fields belong to the reading goroutine
 // while Serve runs; read them after Serve returned.
 type handler struct {
 	c       *Conn
@@ -2100,8 +2169,9 @@ type handler struct {
 	stopNow bool // stop after each message, even with more buffered
 	keepOn  bool // do not stop on TryPiece's error
 
-	calls   int // handle calls
-	parks   int // BeforeRead calls
+	calls   int    // handle calls
+	onPark  func() // called on Parking, if set
+	parks   int    // Parking events
 	msgs    int
 	perCall []int
 	types   []int
@@ -2110,7 +2180,19 @@ type handler struct {
 	err     error // TryPiece's error, or a write's
 }
 
-func (h *handler) handle() bool {
+func (h *handler) handle(ev ServeEvent) bool {
+	if ev == Parking {
+		h.parks++
+		if h.onPark != nil {
+			h.onPark()
+		}
+		return false
+	}
+	return h.arrived()
+}
+
+// arrived is handle on Arrived.
+func (h *handler) arrived() bool {
 	h.calls++
 	n := 0
 	stop := h.drain(&n)
@@ -2168,9 +2250,18 @@ func (h *handler) drain(n *int) bool {
 	}
 }
 
-// flush is a BeforeRead hook: the proxy's coalescing flush.
+// with is a Serve handler that gives Parking to h and Arrived to arrived.
+func (h *handler) with(arrived func() bool) func(ServeEvent) bool {
+	return func(ev ServeEvent) bool {
+		if ev == Parking {
+			return h.handle(ev)
+		}
+		return arrived()
+	}
+}
+
+// flush is an onPark hook: the proxy's coalescing flush.
 func (h *handler) flush() {
-	h.parks++
 	if err := h.c.Flush(); err != nil && h.err == nil {
 		h.err = err
 	}
@@ -2179,7 +2270,7 @@ func (h *handler) flush() {
 // startServe runs c.Serve(handle) in a goroutine; wait returns its result.
 // The test's cleanup closes c and waits, so no Serve outlives its test
 // (nor runs when the pair's cleanup releases c's buffers).
-func startServe(t *testing.T, c *Conn, handle func() bool) (wait func() error) {
+func startServe(t *testing.T, c *Conn, handle func(ServeEvent) bool) (wait func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Serve(handle) }()
@@ -2189,6 +2280,12 @@ func startServe(t *testing.T, c *Conn, handle func() bool) (wait func() error) {
 	})
 	t.Cleanup(func() { c.Close(); wait() })
 	return wait
+}
+
+// onArrival is a Serve handler that calls arrived on Arrived and ignores
+// Parking.
+func onArrival(arrived func() bool) func(ServeEvent) bool {
+	return func(ev ServeEvent) bool { return ev == Arrived && arrived() }
 }
 
 // resultWithin returns a wait that receives errc's one result within
@@ -2257,16 +2354,18 @@ func watchParks(c *Conn) *parkWatch {
 // Serve echo on the socket gorilla's Upgrader accepted, then a fragmented
 // message with pings between its fragments, then ends with a close frame.
 func TestServeEcho(t *testing.T) {
-	c, gc := serverPair(t, websocket.Dialer{})
+	rec := &pingRecorder{}
+	var closes []string
+	c, gc := serverPair(t, websocket.Dialer{}, Options{
+		OnPing:  rec.onPing,
+		OnClose: func(code int, text string) { closes = append(closes, fmt.Sprint(code, " ", text)) },
+	})
+	rec.c = c
 	if c.raw == nil {
 		t.Fatalf("%T: no syscall.RawConn, Serve would not be tested on its socket path", c.NetConn())
 	}
 	h := &handler{c: c, echo: true}
-	rec := &pingRecorder{c: c}
-	c.OnPing = rec.onPing
-	var closes []string
-	c.OnClose = func(code int, text string) { closes = append(closes, fmt.Sprint(code, " ", text)) }
-	c.BeforeRead = h.flush
+	h.onPark = h.flush
 	wait := startServe(t, c, h.handle)
 
 	type message struct {
@@ -2327,7 +2426,7 @@ func TestServeEcho(t *testing.T) {
 		t.Errorf("pings %q (between fragments: %v), want p0, p1 between fragments", rec.pings, rec.mid)
 	}
 	if h.parks == 0 {
-		t.Error("BeforeRead never called")
+		t.Error("no Parking")
 	}
 	// The error is final: Serve returns it at once, without reading.
 	if err := c.Serve(h.handle); err != h.err {
@@ -2387,11 +2486,11 @@ func TestServeStopResume(t *testing.T) {
 	// written once the handler has seen it.
 	after := make(chan int, 16)
 	h.stopAt = 3
-	wait := startServe(t, c, func() bool {
-		stop := h.handle()
+	wait := startServe(t, c, onArrival(func() bool {
+		stop := h.arrived()
 		after <- c.rend - c.rpos
 		return stop
-	})
+	}))
 	if _, err := peer.Write(fc[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -2433,7 +2532,7 @@ func TestServeStopResume(t *testing.T) {
 	}
 }
 
-// TestServeAfterHandshakeBuffer starts reading (Serve or Fill) on a Conn
+// TestServeAfterHandshakeBuffer starts reading (Serve or fill) on a Conn
 // made with more bytes past the handshake than the small read buffer holds,
 // before TryPiece consumed them.
 func TestServeAfterHandshakeBuffer(t *testing.T) {
@@ -2442,7 +2541,7 @@ func TestServeAfterHandshakeBuffer(t *testing.T) {
 	buffered := cat(frame(fin(BinaryMessage), true, big), tail[:3])
 	t.Run("Serve", func(t *testing.T) {
 		a, peer := tcpPair(t)
-		c := New(a, Server, "", buffered)
+		c := New(a, Server, "", buffered, Options{})
 		defer c.Release()
 		if _, err := peer.Write(tail[3:]); err != nil {
 			t.Fatal(err)
@@ -2455,14 +2554,14 @@ func TestServeAfterHandshakeBuffer(t *testing.T) {
 			t.Fatalf("%d messages", h.msgs)
 		}
 	})
-	t.Run("Fill", func(t *testing.T) {
+	t.Run("fill", func(t *testing.T) {
 		a, peer := tcpPair(t)
-		c := New(a, Server, "", buffered)
+		c := New(a, Server, "", buffered, Options{})
 		defer c.Release()
 		if _, err := peer.Write(tail[3:]); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Fill(); err != nil {
+		if err := c.fill(); err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range [][]byte{big, []byte("tail")} {
@@ -2481,14 +2580,14 @@ func TestServeParksWithoutBuffer(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	pw := watchParks(c)
 	h := &handler{c: c, echo: true}
-	c.BeforeRead = h.flush
+	h.onPark = h.flush
 	var badBuf []int
-	wait := startServe(t, c, func() bool {
+	wait := startServe(t, c, h.with(func() bool {
 		if c.rpool == nil || &(*c.rpool)[0] != &c.rbuf[0] || (len(c.rbuf) != smallReadSize && len(c.rbuf) != midReadSize && len(c.rbuf) != largeReadSize) {
 			badBuf = append(badBuf, len(c.rbuf))
 		}
-		return h.handle()
-	})
+		return h.arrived()
+	}))
 	recv(t, pw.parked, "park before any input")
 
 	echo := func(p []byte) {
@@ -2543,19 +2642,20 @@ func TestServeParksWithoutBuffer(t *testing.T) {
 		t.Errorf("parks %+v: want at least 5 with nothing unread and one with the 3 bytes", pw.states)
 	}
 	if h.parks != len(pw.states) {
-		t.Errorf("BeforeRead called %d times for %d parks", h.parks, len(pw.states))
+		t.Errorf("Parking came %d times for %d parks", h.parks, len(pw.states))
 	}
 	if c.rbuf != nil || c.rpool != nil {
 		t.Error("a read buffer is held after the close frame")
 	}
 }
 
-// TestFillParksWithoutBuffer is the same for Fill's read.
+// TestFillParksWithoutBuffer is the same for a Serve that stops after
+// each read that returned bytes (fill).
 func TestFillParksWithoutBuffer(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	var states []parkState
 	parked := make(chan struct{}, 1)
-	inner := c.serveFn // Fill on a socket runs Serve's read loop
+	inner := c.serveFn
 	c.serveFn = func(fd uintptr) bool {
 		if inner(fd) {
 			return true
@@ -2568,26 +2668,26 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 		return false
 	}
 	befores := 0
-	c.BeforeRead = func() { befores++ }
+	parking := func() { befores++ }
 	fillParked := func(rest []byte) {
 		t.Helper()
-		select { // a signal from an earlier Fill, which has returned
+		select { // a signal from an earlier fill, which has returned
 		case <-parked:
 		default:
 		}
 		errc := make(chan error, 1)
-		go func() { errc <- c.Fill() }()
+		go func() { errc <- c.fillParking(parking) }()
 		recv(t, parked, "park")
 		if _, err := peer.Write(rest); err != nil {
 			t.Fatal(err)
 		}
-		if err := recv(t, errc, "Fill"); err != nil {
+		if err := recv(t, errc, "fill"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	fa := frame(fin(TextMessage), true, []byte("a"))
 	fillParked(fa)
-	if _, got, _, err := readMsg(c); err != nil || string(got) != "a" {
+	if _, got, _, err := readMsgParking(c, parking); err != nil || string(got) != "a" {
 		t.Fatalf("%q, %v", got, err)
 	}
 	fb := frame(fin(TextMessage), true, []byte("b"))
@@ -2595,7 +2695,7 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for c.rend-c.rpos < 3 { // one read, or a park and then one
-		if err := c.Fill(); err != nil {
+		if err := c.fillParking(parking); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -2603,7 +2703,7 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 		t.Fatalf("TryPiece on 3 header bytes: %v, %v", ok, err)
 	}
 	fillParked(fb[3:])
-	if _, got, _, err := readMsg(c); err != nil || string(got) != "b" {
+	if _, got, _, err := readMsgParking(c, parking); err != nil || string(got) != "b" {
 		t.Fatalf("%q, %v", got, err)
 	}
 	if n := len(states); n < 2 || states[0] != (parkState{}) || states[n-1] != (parkState{held: true, unread: 3}) {
@@ -2615,19 +2715,20 @@ func TestFillParksWithoutBuffer(t *testing.T) {
 		}
 	}
 	if befores != len(states) {
-		t.Errorf("BeforeRead called %d times for %d parks (one per Fill that waits)", befores, len(states))
+		t.Errorf("Parking came %d times for %d parks (one per fill that waits)", befores, len(states))
 	}
 }
 
 // TestServeCoalescing: what a read brought is echoed without flushing, and
-// BeforeRead flushes it in one write when Serve is about to park — not
+// Parking flushes it in one write when Serve is about to park — not
 // after a read that filled the buffer.
 func TestServeCoalescing(t *testing.T) {
 	a, peer := tcpPair(t)
-	c := New(a, Server, "", nil)
+	cs := countSocket(a)
+	c := New(cs, Server, "", nil, Options{})
 	t.Cleanup(c.Release)
 	h := &handler{c: c, echo: true, collect: true}
-	c.BeforeRead = h.flush
+	h.onPark = h.flush
 	wait := startServe(t, c, h.handle)
 
 	var in []byte
@@ -2649,7 +2750,7 @@ func TestServeCoalescing(t *testing.T) {
 		t.Fatalf("the peer's first read got %d bytes, want the four replies (%d bytes) at once", n, 4*(2+5))
 	}
 	expectFrames(t, bytes.NewReader(buf[:n]), Server, want...)
-	if w := c.socketWrites(); w != 1 {
+	if w := cs.writes.Load(); w != 1 {
 		t.Fatalf("%d writes for four replies, want 1", w)
 	}
 
@@ -2669,7 +2770,7 @@ func TestServeCoalescing(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFrames(t, peer, Server, want...)
-	if w := c.socketWrites(); w != 2 {
+	if w := cs.writes.Load(); w != 2 {
 		t.Fatalf("%d writes, want 2: one per park", w)
 	}
 
@@ -2749,11 +2850,11 @@ func TestServeCloseInHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	err := c.Serve(func() bool {
+	err := c.Serve(onArrival(func() bool {
 		calls++
 		c.Close()
 		return false
-	})
+	}))
 	if err != net.ErrClosed || calls != 1 {
 		t.Fatalf("Serve: %v after %d handler calls; want net.ErrClosed after 1", err, calls)
 	}
@@ -2766,10 +2867,9 @@ func TestServeCloseInHandler(t *testing.T) {
 // syscall.RawConn.Read, and from another goroutine while the handler runs.
 func TestCloseFromHooks(t *testing.T) {
 	ping := frame(fin(PingMessage), true, []byte("p"))
-	t.Run("BeforeRead in Serve", func(t *testing.T) {
+	t.Run("Parking in Serve", func(t *testing.T) {
 		c, peer := rawPair(t, Server)
-		c.BeforeRead = func() { c.Close() }
-		h := &handler{c: c}
+		h := &handler{c: c, onPark: func() { c.Close() }}
 		if err := c.Serve(h.handle); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Serve: %v", err)
 		}
@@ -2777,19 +2877,18 @@ func TestCloseFromHooks(t *testing.T) {
 			t.Fatalf("the peer read %d bytes, %v after Close", n, err)
 		}
 	})
-	t.Run("BeforeRead in Fill", func(t *testing.T) {
+	t.Run("Parking in fill", func(t *testing.T) {
 		c, peer := rawPair(t, Server)
-		c.BeforeRead = func() { c.Close() }
-		if err := c.Fill(); !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Fill: %v", err)
+		if err := c.fillParking(func() { c.Close() }); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("fill: %v", err)
 		}
 		if n, err := peer.Read(make([]byte, 1)); n != 0 || err == nil {
 			t.Fatalf("the peer read %d bytes, %v after Close", n, err)
 		}
 	})
 	t.Run("OnPing in Serve", func(t *testing.T) {
-		c, peer := rawPair(t, Server)
-		c.OnPing = func([]byte) { c.Close() }
+		var c *Conn
+		c, peer := rawPair(t, Server, Options{OnPing: func([]byte) { c.Close() }})
 		if _, err := peer.Write(ping); err != nil {
 			t.Fatal(err)
 		}
@@ -2804,10 +2903,10 @@ func TestCloseFromHooks(t *testing.T) {
 		var enterOnce, releaseOnce sync.Once
 		unblock := func() { releaseOnce.Do(func() { close(release) }) }
 		defer unblock() // before the cleanup waits for Serve
-		wait := startServe(t, c, func() bool {
+		wait := startServe(t, c, onArrival(func() bool {
 			enterOnce.Do(func() { close(entered); <-release })
 			return false
-		})
+		}))
 		if _, err := peer.Write(ping); err != nil {
 			t.Fatal(err)
 		}
@@ -2840,7 +2939,7 @@ func TestCloseFromHooks(t *testing.T) {
 		if err := peer.SetReadBuffer(4096); err != nil {
 			t.Fatal(err)
 		}
-		c := New(a, Server, "", nil)
+		c := New(a, Server, "", nil, Options{})
 		t.Cleanup(c.Release)
 		pw := watchParks(c)
 		wait := startServe(t, c, (&handler{c: c}).handle)
@@ -2872,9 +2971,8 @@ func TestServeEnds(t *testing.T) {
 	msg := frame(fin(TextMessage), true, []byte("m"))
 	t.Run("EOF", func(t *testing.T) {
 		for _, tail := range [][]byte{nil, frame(fin(TextMessage), true, []byte("x"))[:3], frame(fin(BinaryMessage), true, make([]byte, 3000))[:1500]} {
-			c, peer := rawPair(t, Server)
 			closed := false
-			c.OnClose = func(int, string) { closed = true }
+			c, peer := rawPair(t, Server, Options{OnClose: func(int, string) { closed = true }})
 			if _, err := peer.Write(cat(msg, tail)); err != nil {
 				t.Fatal(err)
 			}
@@ -2916,9 +3014,8 @@ func TestServeEnds(t *testing.T) {
 		}
 	})
 	t.Run("close frame", func(t *testing.T) {
-		c, peer := rawPair(t, Server)
 		var calls []string
-		c.OnClose = func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }
+		c, peer := rawPair(t, Server, Options{OnClose: func(code int, text string) { calls = append(calls, fmt.Sprint(code, " ", text)) }})
 		if _, err := peer.Write(cat(msg, frame(fin(CloseMessage), true, closePayload(4000, "done")))); err != nil {
 			t.Fatal(err)
 		}
@@ -2972,7 +3069,7 @@ func TestServeEnds(t *testing.T) {
 	t.Run("protocol error on a pipe", func(t *testing.T) {
 		a, b := net.Pipe()
 		defer b.Close()
-		c := New(a, Server, "", nil)
+		c := New(a, Server, "", nil, Options{})
 		defer c.Release()
 		defer c.Close()
 		a.SetDeadline(soon())
@@ -2990,15 +3087,14 @@ func TestServePipe(t *testing.T) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	a.SetDeadline(soon())
 	b.SetDeadline(soon())
-	c := New(a, Server, "", nil)
+	var pings []string
+	c := New(a, Server, "", nil, Options{OnPing: func(p []byte) { pings = append(pings, string(p)) }})
 	t.Cleanup(c.Release)
 	if c.raw != nil {
 		t.Fatal("a pipe with a RawConn")
 	}
 	h := &handler{c: c, echo: true}
-	var pings []string
-	c.OnPing = func(p []byte) { pings = append(pings, string(p)) }
-	c.BeforeRead = h.flush
+	h.onPark = h.flush
 	wait := startServe(t, c, h.handle)
 
 	sizes := []int{0, 1, 125, 126, 5000, 70000}
@@ -3036,7 +3132,7 @@ func TestServePipe(t *testing.T) {
 	// EOF without a close frame.
 	a2, b2 := net.Pipe()
 	a2.SetDeadline(soon())
-	c2 := New(a2, Client, "", nil)
+	c2 := New(a2, Client, "", nil, Options{})
 	defer c2.Release()
 	defer c2.Close()
 	go func() { b2.Write(frame(fin(TextMessage), false, []byte("last"))); b2.Close() }()
@@ -3049,7 +3145,7 @@ func TestServePipe(t *testing.T) {
 
 func TestTryPieceNoIO(t *testing.T) {
 	sc := &scriptConn{}
-	c := New(sc, Server, "", nil)
+	c := New(sc, Server, "", nil, Options{})
 	defer c.Release()
 	if p, ok, err := c.TryPiece(); ok || err != nil || p.Data != nil {
 		t.Fatalf("TryPiece on nothing: %+v, %v, %v", p, ok, err)
@@ -3058,7 +3154,7 @@ func TestTryPieceNoIO(t *testing.T) {
 		t.Fatalf("TryPiece read (%d reads, buffer %d bytes)", sc.reads, len(c.rbuf))
 	}
 	sc.feed(cat(frame(fin(TextMessage), true, []byte("one")), frame(fin(TextMessage), true, []byte("two"))[:4]))
-	if err := c.Fill(); err != nil {
+	if err := c.fill(); err != nil {
 		t.Fatal(err)
 	}
 	if p, ok, err := c.TryPiece(); !ok || err != nil || string(p.Data) != "one" {
@@ -3079,7 +3175,7 @@ func TestTryPieceNoIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	var known bool // Unread can tell (Linux)
-	tc.raw.Control(func(fd uintptr) { _, known = inq(fd) })
+	tc.raw.Control(func(fd uintptr) { _, known = tcpinfo.ReceiveQueue(fd) })
 	for deadline := time.Now().Add(testTimeout); known && !tc.Unread(); {
 		if time.Now().After(deadline) {
 			t.Fatal("the frame never reached the socket")
@@ -3089,18 +3185,17 @@ func TestTryPieceNoIO(t *testing.T) {
 	if _, ok, err := tc.TryPiece(); ok || err != nil || tc.Unread() != known {
 		t.Fatalf("TryPiece with bytes in the socket: %v, %v (still unread: %v)", ok, err, tc.Unread())
 	}
-	if err := tc.Fill(); err != nil {
+	if err := tc.fill(); err != nil {
 		t.Fatal(err)
 	}
 	if p, ok, err := tc.TryPiece(); !ok || err != nil || string(p.Data) != "x" {
-		t.Fatalf("TryPiece after Fill: %+v, %v, %v", p, ok, err)
+		t.Fatalf("TryPiece after fill: %+v, %v, %v", p, ok, err)
 	}
 }
 
 func TestLastReadAtAndWait(t *testing.T) {
-	c, peer := rawPair(t, Server)
 	var rs atomic.Int64
-	c.ReadStamp = &rs
+	c, peer := rawPair(t, Server, Options{ReadStamp: &rs})
 	if c.LastReadAt() != 0 || c.LastWait() != 0 {
 		t.Fatal("read times before any read")
 	}
@@ -3110,11 +3205,11 @@ func TestLastReadAtAndWait(t *testing.T) {
 	}
 	seen := make(chan times, 8)
 	h := &handler{c: c, stopAt: 3}
-	wait := startServe(t, c, func() bool {
-		stop := h.handle()
+	wait := startServe(t, c, onArrival(func() bool {
+		stop := h.arrived()
 		seen <- times{c.LastReadAt(), rs.Load(), c.LastWait()}
 		return stop
-	})
+	}))
 	f := frame(fin(TextMessage), true, []byte("x"))
 	before := Now()
 	peer.Write(f)
@@ -3140,9 +3235,8 @@ func TestLastReadAtAndWait(t *testing.T) {
 }
 
 func TestFlushAt(t *testing.T) {
-	c, peer := rawPair(t, Server)
 	var ws atomic.Int64
-	c.WriteStamp = &ws
+	c, peer := rawPair(t, Server, Options{WriteStamp: &ws, WriteTimeout: testTimeout})
 	send := func(now int64) {
 		t.Helper()
 		c.BeginMessage(TextMessage)
@@ -3153,11 +3247,10 @@ func TestFlushAt(t *testing.T) {
 		}
 		expectFrames(t, peer, Server, dataFrame(TextMessage, true, "x"))
 	}
-	send(42) // no WriteTimeout: the time is only the stamp
+	send(42) // on a socket the time is only the stamp
 	if got := ws.Load(); got != 42 {
 		t.Fatalf("WriteStamp = %d, want 42", got)
 	}
-	c.WriteTimeout = testTimeout
 	now := Now() - 12345
 	send(now)
 	if got := ws.Load(); got != now {
@@ -3268,7 +3361,7 @@ func TestWriteEnd(t *testing.T) {
 func TestServeAllocs(t *testing.T) {
 	c, peer := rawPair(t, Server)
 	h := &handler{c: c, echo: true}
-	c.BeforeRead = h.flush
+	h.onPark = h.flush
 	wait := startServe(t, c, h.handle)
 	f := frame(fin(BinaryMessage), true, payload(BinaryMessage, 64, 1))
 	sink := make([]byte, 2+64)
@@ -3331,7 +3424,7 @@ func TestSocketWriteWaitsForRoom(t *testing.T) {
 	if err := peer.SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10); err != nil {
+	if err := tcpOf(c).SetWriteBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
 	const msgs = 64                                     // 2 MB: more than the two buffers hold
@@ -3347,7 +3440,7 @@ func TestSocketWriteWaitsForRoom(t *testing.T) {
 		done <- nil
 	}()
 	// Wait (bounded) for the writer to meet a full socket.
-	for deadline := time.Now().Add(testTimeout); c.writeWaits.Load() == 0; {
+	for deadline := time.Now().Add(testTimeout); counted(c).waits.Load() == 0; {
 		select {
 		case err := <-done:
 			t.Fatalf("the writer finished (%v) without finding the socket full", err)
@@ -3371,8 +3464,7 @@ func TestSocketWriteWaitsForRoom(t *testing.T) {
 // system call's error, and they are sticky.
 func TestSocketWriteErrors(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
-		c, _ := rawPair(t, Server) // the peer never reads
-		c.WriteTimeout = 200 * time.Millisecond
+		c, _ := rawPair(t, Server, Options{WriteTimeout: 200 * time.Millisecond}) // the peer never reads
 		p := make([]byte, 32000)
 		start := time.Now()
 		var err error

@@ -55,7 +55,7 @@ func fuzzChunks(data, cuts []byte) [][]byte {
 }
 
 // chunkConn is an in-memory net.Conn (not a syscall.Conn, so Conn takes
-// the Fill path): reads return the chunks in order, at most one chunk per
+// the readOnce path): reads return the chunks in order, at most one chunk per
 // read, then io.EOF; writes are collected.
 type chunkConn struct {
 	chunks   [][]byte
@@ -306,28 +306,45 @@ func refParse(in []byte, role Role) wsResult {
 
 // readMode selects how a fuzzed read is made.
 const (
-	modeServe      = 1 << iota // Serve with a TryPiece loop, not NextPiece
+	modeServe      = 1 << iota // Serve with a TryPiece loop, not nextPiece
 	modeEOFAlong               // the last chunk comes with io.EOF
 	modeSocket                 // through a Unix socket pair (the raw path)
 	modeServeFirst             // with modeServe: Serve before TryPiece took the bytes buffered with the handshake
 )
 
-// readAll reads c until its final error, recording what it returns and
-// checking, piece by piece, what can be checked locally.
-func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
-	t.Helper()
-	var r wsResult
-	var cur *wsEvent // the message being read
-	closed := false
-	c.OnPing = func(p []byte) { r.events = append(r.events, wsEvent{kind: 'i', data: bytes.Clone(p), size: -1}) }
-	c.OnPong = func(p []byte) { r.events = append(r.events, wsEvent{kind: 'o', data: bytes.Clone(p), size: -1}) }
-	c.OnClose = func(code int, text string) {
-		if closed {
-			t.Fatal("OnClose called twice")
-		}
-		closed = true
-		r.code, r.text = code, text
+// recorder records what a fuzzed read's control-frame hooks see.
+type recorder struct {
+	t      *testing.T
+	r      wsResult
+	closed bool // OnClose was called
+}
+
+// options are the hooks of the Conn that rec records.
+func (rec *recorder) options() Options {
+	return Options{
+		OnPing: func(p []byte) {
+			rec.r.events = append(rec.r.events, wsEvent{kind: 'i', data: bytes.Clone(p), size: -1})
+		},
+		OnPong: func(p []byte) {
+			rec.r.events = append(rec.r.events, wsEvent{kind: 'o', data: bytes.Clone(p), size: -1})
+		},
+		OnClose: func(code int, text string) {
+			if rec.closed {
+				rec.t.Fatal("OnClose called twice")
+			}
+			rec.closed = true
+			rec.r.code, rec.r.text = code, text
+		},
 	}
+}
+
+// readAll reads c, made with rec's options, until its final error,
+// recording what it returns and checking, piece by piece, what can be
+// checked locally.
+func readAll(t *testing.T, c *Conn, rec *recorder, mode uint8, limit int) wsResult {
+	t.Helper()
+	r := &rec.r
+	var cur *wsEvent // the message being read
 	pieces := 0
 	piece := func(p Piece) {
 		t.Helper()
@@ -368,7 +385,10 @@ func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
 	}
 	var err error
 	if mode&modeServe != 0 {
-		handle := func() bool {
+		handle := func(ev ServeEvent) bool {
+			if ev == Parking {
+				return false
+			}
 			checkBuf()
 			for {
 				p, ok, err := c.TryPiece()
@@ -381,7 +401,7 @@ func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
 		}
 		if mode&modeServeFirst == 0 {
 			// As the proxy does: what came with the handshake first.
-			handle()
+			handle(Arrived)
 		}
 		err = c.Serve(handle)
 		if err == nil {
@@ -390,7 +410,7 @@ func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
 	} else {
 		for {
 			var p Piece
-			p, err = c.NextPiece()
+			p, err = c.nextPiece()
 			checkBuf()
 			if err != nil {
 				if len(p.Data) != 0 || p.Type != 0 {
@@ -405,8 +425,8 @@ func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
 		r.events = append(r.events, *cur)
 	}
 	// Errors are final.
-	if p, err2 := c.NextPiece(); err2 != err || len(p.Data) != 0 {
-		t.Fatalf("NextPiece after %v: %v, %d bytes", err, err2, len(p.Data))
+	if p, err2 := c.nextPiece(); err2 != err || len(p.Data) != 0 {
+		t.Fatalf("nextPiece after %v: %v, %d bytes", err, err2, len(p.Data))
 	}
 	if _, ok, err2 := c.TryPiece(); err2 != err || ok {
 		t.Fatalf("TryPiece after %v: %v %v", err, ok, err2)
@@ -419,20 +439,20 @@ func readAll(t *testing.T, c *Conn, mode uint8, limit int) wsResult {
 	switch {
 	case errors.As(err, &pe):
 		r.end = endProtocol
-		if closed {
+		if rec.closed {
 			t.Fatalf("OnClose called, then %v", err)
 		}
-	case errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure && !closed:
+	case errors.As(err, &ce) && ce.Code == websocket.CloseAbnormalClosure && !rec.closed:
 		r.end = endEOF
-	case errors.As(err, &ce) && closed:
+	case errors.As(err, &ce) && rec.closed:
 		r.end = endClose
 		if ce.Code != r.code || ce.Text != r.text {
 			t.Fatalf("OnClose(%d, %q) but error %v", r.code, r.text, err)
 		}
 	default:
-		t.Fatalf("unexpected final error %T %v (OnClose called: %v)", err, err, closed)
+		t.Fatalf("unexpected final error %T %v (OnClose called: %v)", err, err, rec.closed)
 	}
-	return r
+	return *r
 }
 
 func curLen(e *wsEvent) int {
@@ -488,6 +508,7 @@ func fuzzRead(t *testing.T, role Role, data, cuts []byte, pre uint16, mode uint8
 	wd := watchdog("read")
 	defer wd.Stop()
 	var c *Conn
+	rec := &recorder{t: t}
 	if mode&modeSocket != 0 {
 		a, b := socketPair(t)
 		defer a.Close()
@@ -509,15 +530,15 @@ func fuzzRead(t *testing.T, role Role, data, cuts []byte, pre uint16, mode uint8
 			b.Close() // a writer blocked on a reader that failed
 			<-done
 		}()
-		c = New(b, role, "", buffered)
+		c = New(b, role, "", buffered, rec.options())
 		if c.raw == nil {
 			t.Fatal("a Unix socket did not give the raw path")
 		}
 	} else {
 		nc := &chunkConn{chunks: fuzzChunks(rest, cuts), eofAlong: mode&modeEOFAlong != 0}
-		c = New(nc, role, "", buffered)
+		c = New(nc, role, "", buffered, rec.options())
 	}
-	got := readAll(t, c, mode, len(data)+2)
+	got := readAll(t, c, rec, mode, len(data)+2)
 	c.Release()
 	if !sameResult(got, want) {
 		t.Fatalf("role %d mode %d pre %d input %x\ngot  %v\nwant %v", role, mode, pre, data, got, want)
@@ -823,7 +844,7 @@ func FuzzWriteRead(f *testing.F) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				w := New(a, wrole, "", nil)
+				w := New(a, wrole, "", nil, Options{})
 				var r result
 				r.want, r.partial, r.err = runScript(w, script)
 				w.Release()
@@ -838,8 +859,9 @@ func FuzzWriteRead(f *testing.F) {
 					b.Close() // a writer blocked on a reader that failed
 					res = <-done
 				}()
-				r := New(b, rrole, "", nil)
-				got = readAll(t, r, rmode, 1<<30)
+				rec := &recorder{t: t}
+				r := New(b, rrole, "", nil, rec.options())
+				got = readAll(t, r, rec, rmode, 1<<30)
 				r.Release()
 			}()
 			if res.err != nil {
@@ -848,7 +870,7 @@ func FuzzWriteRead(f *testing.F) {
 			want, partial = res.want, res.partial
 		} else {
 			nc := &chunkConn{}
-			w := New(nc, wrole, "", nil)
+			w := New(nc, wrole, "", nil, Options{})
 			var err error
 			want, partial, err = runScript(w, script)
 			if err != nil {
@@ -860,8 +882,9 @@ func FuzzWriteRead(f *testing.F) {
 			if ref := refParse(out, rrole); !sameWritten(ref, want, partial) {
 				t.Fatalf("reference parser on the written bytes:\ngot  %v\nwant %v", ref, want)
 			}
-			r := New(&chunkConn{chunks: fuzzChunks(out, cuts)}, rrole, "", nil)
-			got = readAll(t, r, rmode, len(out)+2)
+			rec := &recorder{t: t}
+			r := New(&chunkConn{chunks: fuzzChunks(out, cuts)}, rrole, "", nil, rec.options())
+			got = readAll(t, r, rec, rmode, len(out)+2)
 			r.Release()
 		}
 		if !sameWritten(got, want, partial) {

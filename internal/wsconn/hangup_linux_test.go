@@ -5,6 +5,7 @@ package wsconn
 import (
 	"errors"
 	"net"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -82,45 +83,63 @@ func TestHangupWatchEndsServe(t *testing.T) {
 	}
 }
 
-// TestHangupWatchSkipsEmptyReads: a message at a time, the watched reader
-// parks after each short read instead of reading again for EAGAIN, which
-// is what the watch is for; the unwatched reader makes that extra read.
+// TestHangupWatchSkipsEmptyReads: after a short read the watched reader
+// parks at once instead of reading again to be told EAGAIN, which is what
+// the watch is for; the unwatched reader makes that extra read. The
+// handler sees the difference when the next message arrives while it
+// handles a short read: the unwatched reader's next read returns it (no
+// Parking in between), while the watched reader parks first (and wakes
+// at once: the message made the socket readable).
 func TestHangupWatchSkipsEmptyReads(t *testing.T) {
-	const n = 200
 	msg := frame(fin(TextMessage), true, []byte("SEND\n\nx\x00"))
 	for _, watch := range []bool{false, true} {
 		c, peer := rawPair(t, Server)
 		if watch && !c.WatchHangups() {
 			t.Fatal("WatchHangups refused a TCP connection")
 		}
-		got := make(chan struct{}, 1)
-		h := &handler{c: c}
-		wait := startServe(t, c, func() bool {
-			before := h.msgs
-			stop := h.handle()
-			for range h.msgs - before {
-				got <- struct{}{}
+		t.Cleanup(func() { c.Close() })
+		var events []ServeEvent // the reading goroutine's until Serve returns
+		h := &handler{c: c, stopAt: 2}
+		var sendErr error
+		wait := startServe(t, c, func(ev ServeEvent) bool {
+			events = append(events, ev)
+			if ev == Parking {
+				return false
+			}
+			stop := h.arrived()
+			if h.msgs == 1 && sendErr == nil && !stop {
+				// The next message, in the receive queue before this
+				// handler returns.
+				if _, sendErr = peer.Write(msg); sendErr != nil {
+					return true
+				}
+				for deadline := time.Now().Add(testTimeout); !c.Unread(); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						sendErr = errors.New("the second message never reached the receive queue")
+						return true
+					}
+				}
 			}
 			return stop
 		})
-		for range n {
-			if _, err := peer.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			recv(t, got, "message")
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
 		}
-		peer.Close()
-		_ = wait()
-		// Serve has returned: its fields are the test's to read.
-		empty := c.emptyReads
-		c.Close()
-		if watch && empty > n/10 {
-			t.Errorf("watched: %d reads found nothing in %d messages, want almost none", empty, n)
+		if err := wait(); err != nil || sendErr != nil || h.err != nil {
+			t.Fatalf("Serve: %v; sending: %v; reading: %v", err, sendErr, h.err)
 		}
-		if !watch && empty < n/2 {
-			t.Errorf("unwatched: %d reads found nothing in %d messages; the test no longer shows the difference", empty, n)
+		// Serve has returned: events is the test's to read. Parking may
+		// come first, before the first message arrived.
+		for len(events) > 0 && events[0] == Parking {
+			events = events[1:]
 		}
-		t.Logf("watch %v: %d empty reads for %d messages", watch, empty, n)
+		want := []ServeEvent{Arrived, Arrived}
+		if watch {
+			want = []ServeEvent{Arrived, Parking, Arrived}
+		}
+		if !slices.Equal(events, want) {
+			t.Errorf("watch %v: events %v after the first message, want %v", watch, events, want)
+		}
 	}
 }
 
@@ -161,7 +180,7 @@ func TestHangupWatchLifetime(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if New(a, Server, "", nil).WatchHangups() {
+	if New(a, Server, "", nil, Options{}).WatchHangups() {
 		t.Error("WatchHangups accepted a pipe")
 	}
 }

@@ -31,7 +31,7 @@ var ErrLingerLimit = errors.New("wsconn: lingering close read its byte limit")
 // buffer: the Conn cannot be read again.
 //
 // It belongs to the reading goroutine, after the close frame was written
-// and Serve (or NextPiece) returned. A concurrent Close (an abort timer)
+// and Serve returned. A concurrent Close (an abort timer)
 // wakes it; it then returns net.ErrClosed. A writer blocked on a full
 // socket would hold a TLS connection's CloseWrite: set a close deadline
 // first (SetCloseDeadline). The bytes are read into a 4 KiB pooled buffer,
@@ -122,7 +122,6 @@ func (c *Conn) lingerRaw(maxBytes int64) error {
 				rerr = io.EOF
 				return true
 			}
-			c.lingered += int64(n)
 			if left > 0 {
 				if left -= int64(n); left == 0 {
 					rerr = ErrLingerLimit
@@ -146,7 +145,6 @@ func (c *Conn) lingerRead(maxBytes int64) error {
 			b = b[:left]
 		}
 		n, err := c.nc.Read(b)
-		c.lingered += int64(n)
 		if left > 0 {
 			if left -= int64(n); left == 0 {
 				return ErrLingerLimit

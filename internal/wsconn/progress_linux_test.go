@@ -20,14 +20,12 @@ func TestWriteTimeoutCheckpoints(t *testing.T) {
 	if err := w.SetWriteBuffer(1 << 20); err != nil { // the kernel doubles it
 		t.Fatal(err)
 	}
-	c := testConn(t, w)
-	c.WriteTimeout = 300 * time.Millisecond
 	var wp atomic.Int64
-	c.WriteProgress = &wp
+	c := testConn(t, w, Options{WriteTimeout: 300 * time.Millisecond, WriteProgress: &wp})
 	const msg = 3 << 20
 	errc := blockedWriter(t, c, msg)
 	// Slowly for four WriteTimeouts, then at full speed.
-	slow := time.Now().Add(4 * c.WriteTimeout)
+	slow := time.Now().Add(4 * c.opts.WriteTimeout)
 	read := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 4<<10)
@@ -49,7 +47,7 @@ func TestWriteTimeoutCheckpoints(t *testing.T) {
 		t.Fatalf("the write ended while the peer read slowly: %v", err)
 	case <-time.After(time.Until(slow)):
 	}
-	if s := Time(wp.Load()); time.Until(s) < -c.WriteTimeout/2 {
+	if s := Time(wp.Load()); time.Until(s) < -c.opts.WriteTimeout/2 {
 		t.Errorf("WriteProgress %v, more than WriteTimeout/2 ago though the peer reads", s)
 	}
 	if err := recv(t, errc, "the write"); err != nil {
@@ -71,13 +69,11 @@ func TestWriteTimeoutCheckpointsTCP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3 s")
 	}
-	c, peer := rawPair(t, Server)
+	var wp atomic.Int64
+	c, peer := rawPair(t, Server, Options{WriteTimeout: time.Second, WriteProgress: &wp})
 	c.nc.SetDeadline(time.Time{})
 	peer.SetDeadline(time.Time{})
 	peer.SetReadBuffer(16 << 10)
-	c.WriteTimeout = time.Second
-	var wp atomic.Int64
-	c.WriteProgress = &wp
 	const rate = 128 << 10
 	go func() {
 		buf := make([]byte, 4<<10)
@@ -93,7 +89,7 @@ func TestWriteTimeoutCheckpointsTCP(t *testing.T) {
 	}()
 	start := time.Now()
 	p := make([]byte, 64<<10)
-	for time.Since(start) < 3*c.WriteTimeout {
+	for time.Since(start) < 3*c.opts.WriteTimeout {
 		if err := c.WriteMessage(BinaryMessage, p); err != nil {
 			t.Fatalf("cut after %v: %v", time.Since(start), err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -71,7 +72,7 @@ func fillSocket(t *testing.T, c *Conn, peer *net.TCPConn) {
 	t.Helper()
 	// Small buffers fill at once and stay full.
 	peer.SetReadBuffer(4 << 10)
-	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	tcpOf(c).SetWriteBuffer(4 << 10)
 	nc := c.NetConn()
 	nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	junk := make([]byte, 64<<10)
@@ -96,7 +97,7 @@ func blockedWriter(t *testing.T, c *Conn, n int) <-chan error {
 	t.Cleanup(func() { c.Close() })
 	errc := make(chan error, 1)
 	go func() { errc <- c.WriteMessage(BinaryMessage, make([]byte, n)) }()
-	for deadline := time.Now().Add(testTimeout); c.writeWaits.Load() == 0; {
+	for deadline := time.Now().Add(testTimeout); counted(c).waits.Load() == 0; {
 		select {
 		case err := <-errc:
 			t.Fatalf("the writer ended (%v) before the socket was full", err)
@@ -109,10 +110,14 @@ func blockedWriter(t *testing.T, c *Conn, n int) <-chan error {
 	return errc
 }
 
-// testConn is a Server Conn on nc that the test's end closes, which ends
-// a write still blocked, and then releases.
-func testConn(t *testing.T, nc net.Conn) *Conn {
-	c := New(nc, Server, "", nil)
+// testConn is a Server Conn on nc (counted: see countedSocket, when nc is
+// a socket), with opts if given, that the test's end closes, which ends a
+// write still blocked, and then releases.
+func testConn(t *testing.T, nc net.Conn, opts ...Options) *Conn {
+	if _, ok := nc.(syscall.Conn); ok {
+		nc = countSocket(nc)
+	}
+	c := New(nc, Server, "", nil, optionsOf(opts))
 	t.Cleanup(func() { c.Close(); c.Release() })
 	return c
 }
@@ -132,18 +137,17 @@ func checkAround(t *testing.T, what string, got, want time.Duration) {
 // with a timeout WriteTimeout after the socket filled (at once here: the
 // buffers are small), not earlier and not much later.
 func TestWriteTimeoutNoReader(t *testing.T) {
-	c, peer := rawPair(t, Server)
+	c, peer := rawPair(t, Server, Options{WriteTimeout: 300 * time.Millisecond})
 	peer.SetReadBuffer(4 << 10)
-	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
-	c.WriteTimeout = 300 * time.Millisecond
+	tcpOf(c).SetWriteBuffer(4 << 10)
 	start := time.Now()
 	err := c.WriteMessage(BinaryMessage, make([]byte, 1<<20))
 	elapsed := time.Since(start)
 	if !isTimeout(err) {
 		t.Fatalf("err %v (%T), want a timeout", err, err)
 	}
-	checkAround(t, "the timeout", elapsed, c.WriteTimeout)
-	if c.writeWaits.Load() == 0 {
+	checkAround(t, "the timeout", elapsed, c.opts.WriteTimeout)
+	if counted(c).waits.Load() == 0 {
 		t.Error("the write never waited")
 	}
 }
@@ -154,9 +158,8 @@ func TestWriteTimeoutNoReader(t *testing.T) {
 // it is done; a control frame's explicit deadline is removed by the next
 // data flush.
 func TestProgressDeadlineArmedOnlyWhenBlocked(t *testing.T) {
-	c, peer := rawPair(t, Server)
+	c, peer := rawPair(t, Server, Options{WriteTimeout: testTimeout})
 	c.nc.SetWriteDeadline(time.Time{})
-	c.WriteTimeout = testTimeout
 	for range 10 {
 		if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
 			t.Fatal(err)
@@ -185,7 +188,7 @@ func TestProgressDeadlineArmedOnlyWhenBlocked(t *testing.T) {
 	expectFrames(t, r, Server, rawFrame{fin: true, op: PingMessage, data: []byte{}}, dataFrame(TextMessage, true, "x"))
 
 	// A write that waits, then completes.
-	c.nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	tcpOf(c).SetWriteBuffer(64 << 10)
 	errc := blockedWriter(t, c, 1<<20)
 	if d := c.wdeadline.Load(); d == 0 {
 		t.Error("a waiting write has no deadline")
@@ -214,8 +217,7 @@ func TestProgressDeadlineArmedOnlyWhenBlocked(t *testing.T) {
 // start) the first flush failed.
 func TestWriteTimeoutChunks(t *testing.T) {
 	a, b := net.Pipe()
-	c := testConn(t, a)
-	c.WriteTimeout = 300 * time.Millisecond
+	c := testConn(t, a, Options{WriteTimeout: 300 * time.Millisecond})
 	sr := readSlowly(b, 96<<10, 1<<10)
 	p := payload(BinaryMessage, 32000, 1)
 	start := time.Now()
@@ -224,7 +226,7 @@ func TestWriteTimeoutChunks(t *testing.T) {
 			t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
 		}
 	}
-	if elapsed := time.Since(start); elapsed < 2*c.WriteTimeout {
+	if elapsed := time.Since(start); elapsed < 2*c.opts.WriteTimeout {
 		t.Errorf("3 messages took %v: not slower than WriteTimeout, the test proves nothing", elapsed)
 	}
 	c.Close()
@@ -239,12 +241,11 @@ func TestWriteTimeoutChunks(t *testing.T) {
 // close frame after it fails at once.
 func TestCloseDeadlineWakesBlockedFlush(t *testing.T) {
 	t.Run("socket", func(t *testing.T) {
-		c, peer := rawPair(t, Server)
+		c, peer := rawPair(t, Server, Options{WriteTimeout: 10 * time.Second})
 		// Small buffers: once full, nothing moves (no progress re-arms
 		// the deadline, which would apply the close deadline itself).
 		peer.SetReadBuffer(4 << 10)
-		c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
-		c.WriteTimeout = 10 * time.Second
+		tcpOf(c).SetWriteBuffer(4 << 10)
 		errc := blockedWriter(t, c, 1<<20)
 		start := time.Now()
 		c.SetCloseDeadline(start.Add(200 * time.Millisecond))
@@ -265,8 +266,7 @@ func TestCloseDeadlineWakesBlockedFlush(t *testing.T) {
 		a, b := net.Pipe() // nobody reads b
 		defer b.Close()
 		ec := &enterConn{Conn: a, entered: make(chan struct{})}
-		c := testConn(t, ec)
-		c.WriteTimeout = 10 * time.Second
+		c := testConn(t, ec, Options{WriteTimeout: 10 * time.Second})
 		errc := make(chan error, 1)
 		go func() { errc <- c.WriteMessage(BinaryMessage, make([]byte, 100)) }()
 		recv(t, ec.entered, "the write")
@@ -296,8 +296,7 @@ func (e *enterConn) Write(b []byte) (int, error) {
 // gives up at the close deadline, not at its own later one; a later close
 // deadline does not move an earlier one.
 func TestCloseDeadlineCapsWriteControl(t *testing.T) {
-	c, peer := rawPair(t, Server)
-	c.WriteTimeout = 10 * time.Second
+	c, peer := rawPair(t, Server, Options{WriteTimeout: 10 * time.Second})
 	fillSocket(t, c, peer)
 	start := time.Now()
 	c.SetCloseDeadline(start.Add(200 * time.Millisecond))
@@ -345,7 +344,7 @@ func TestCloseDeadlineRaces(t *testing.T) {
 	for run := range 50 {
 		a, b := net.Pipe()
 		dl := &deadlineLog{Conn: a}
-		c := New(dl, Server, "", nil)
+		c := New(dl, Server, "", nil, Options{})
 		var wg sync.WaitGroup
 		earliest := atomic.Int64{}
 		earliest.Store(1 << 62)

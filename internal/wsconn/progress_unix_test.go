@@ -45,10 +45,8 @@ func unixPair(t *testing.T) (w, r *net.UnixConn) {
 // the first flush failed. WriteProgress is stamped along.
 func TestWriteTimeoutSlowReader(t *testing.T) {
 	w, r := unixPair(t)
-	c := testConn(t, w)
-	c.WriteTimeout = 300 * time.Millisecond
 	var wp atomic.Int64
-	c.WriteProgress = &wp
+	c := testConn(t, w, Options{WriteTimeout: 300 * time.Millisecond, WriteProgress: &wp})
 	sr := readSlowly(r, 64<<10, 1<<10)
 	p := payload(BinaryMessage, 32000, 2)
 	start := time.Now()
@@ -63,11 +61,11 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 			lastStamp = s
 		}
 	}
-	if elapsed := time.Since(start); elapsed < 3*c.WriteTimeout {
+	if elapsed := time.Since(start); elapsed < 3*c.opts.WriteTimeout {
 		t.Errorf("3 messages took %v: not much slower than WriteTimeout, the test proves nothing", elapsed)
 	}
-	if c.writeWaits.Load() < 3 || stamps < 3 {
-		t.Errorf("%d waits, WriteProgress moved after %d of 3 messages", c.writeWaits.Load(), stamps)
+	if counted(c).waits.Load() < 3 || stamps < 3 {
+		t.Errorf("%d waits, WriteProgress moved after %d of 3 messages", counted(c).waits.Load(), stamps)
 	}
 	c.Close()
 	got := bufio.NewReader(bytes.NewReader(sr.wait(t)))
@@ -80,8 +78,7 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 // but never past the close deadline.
 func TestCloseDeadlineStopsProgress(t *testing.T) {
 	w, r := unixPair(t)
-	c := testConn(t, w)
-	c.WriteTimeout = 300 * time.Millisecond
+	c := testConn(t, w, Options{WriteTimeout: 300 * time.Millisecond})
 	sr := readSlowly(r, 64<<10, 1<<10)
 	start := time.Now()
 	c.SetCloseDeadline(start.Add(500 * time.Millisecond))
@@ -102,9 +99,8 @@ func TestCloseDeadlineStopsProgress(t *testing.T) {
 // never wait; with or without a WriteTimeout.
 func TestWriteProgress(t *testing.T) {
 	w, r := unixPair(t)
-	c := testConn(t, w)
 	var wp atomic.Int64
-	c.WriteProgress = &wp
+	c := testConn(t, w, Options{WriteProgress: &wp})
 	w.SetWriteBuffer(256 << 10) // room for all: these writes never wait
 	for range 10 {
 		if err := c.WriteMessage(TextMessage, []byte("x")); err != nil {
@@ -115,8 +111,8 @@ func TestWriteProgress(t *testing.T) {
 	if _, err := io.ReadFull(r, make([]byte, 30)); err != nil {
 		t.Fatal(err)
 	}
-	if wp.Load() != 0 || c.writeWaits.Load() != 0 {
-		t.Fatalf("WriteProgress %d after writes that did not wait (%d waits)", wp.Load(), c.writeWaits.Load())
+	if wp.Load() != 0 || counted(c).waits.Load() != 0 {
+		t.Fatalf("WriteProgress %d after writes that did not wait (%d waits)", wp.Load(), counted(c).waits.Load())
 	}
 	w.SetWriteBuffer(1)
 	errc := blockedWriter(t, c, 64<<10)
