@@ -14,7 +14,7 @@ import (
 
 // admit decides whether a WebSocket handshake may proceed, before the
 // upstream is dialled. It returns an HTTP status and reason when it may not.
-// A successful admit reserves a connection slot that release gives back.
+// A successful admit reserves a connection slot that freeSlot gives back.
 func (h *Handler) admit(r *http.Request) (status int, result, reason string) {
 	if h.refusing.Load() {
 		return http.StatusServiceUnavailable, metrics.HandshakeLimit, "stompgate is draining; connect to another instance"
@@ -38,8 +38,8 @@ func (h *Handler) admit(r *http.Request) (status int, result, reason string) {
 	return 0, "", ""
 }
 
-// release gives back the slot taken by a successful admit.
-func (h *Handler) release() { h.slots.Add(-1) }
+// freeSlot gives back the slot taken by a successful admit.
+func (h *Handler) freeSlot() { h.slots.Add(-1) }
 
 // clientIP is the address the rate limit applies to: the peer's, or, when
 // the peer is a trusted proxy, the nearest untrusted address in

@@ -155,7 +155,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			h.release()
+			h.freeSlot()
 		}
 	}()
 
@@ -206,7 +206,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.start(func() {
 		// The slot is freed before the session leaves h.sessions, so a
 		// caller that saw the session count drop can be admitted.
-		h.release()
+		h.freeSlot()
 		h.track(s, false)
 	})
 }

@@ -206,7 +206,7 @@ func (d *Direction) Feed(chunk []byte, out Sink) error {
 			d.runN++
 			if d.holding {
 				d.holding = false
-				if err := d.release(ev.Command, out); err != nil {
+				if err := d.rewriteHeld(ev.Command, out); err != nil {
 					return err
 				}
 			}
@@ -311,8 +311,8 @@ func (d *Direction) frameStart(cmd inspect.Command) error {
 	return nil
 }
 
-// release writes a held frame, rewritten as the contract requires.
-func (d *Direction) release(cmd inspect.Command, out Sink) error {
+// rewriteHeld writes a held frame, rewritten as the contract requires.
+func (d *Direction) rewriteHeld(cmd inspect.Command, out Sink) error {
 	c := d.c
 	frame := d.hold
 	terminate := c.cfg.Mode == keepalive.Terminate
