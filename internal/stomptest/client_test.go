@@ -102,6 +102,9 @@ func TestClientTimeout(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
+	if f, err := Decode([]byte("CONNECTED\r\nversion:1.2\r\nheart-beat:1000,1000\r\n\r\n\x00")); err != nil || f.Command != "CONNECTED" || f.Headers["heart-beat"] != "1000,1000" {
+		t.Errorf("CRLF frame: %v, %v", f, err)
+	}
 	f, err := Decode([]byte("MESSAGE\nk:1\nk:2\n\nbody\x00\n"))
 	if err != nil || f.Command != "MESSAGE" || f.Headers["k"] != "1" || string(f.Body) != "body" {
 		t.Fatalf("%v, %v", f, err)

@@ -55,7 +55,7 @@ func Encode(command string, body []byte, headers ...string) []byte {
 // Decode parses one frame from a WebSocket message. Header values are not
 // unescaped; the body ends at content-length or at the first NUL.
 func Decode(msg []byte) (Frame, error) {
-	head, rest, ok := bytes.Cut(msg, []byte("\n\n"))
+	head, rest, ok := cutHeaders(msg)
 	if !ok {
 		return Frame{}, errors.New("no blank line in frame")
 	}
@@ -87,4 +87,22 @@ func decodeOrUndecodable(msg []byte) Frame {
 		return Frame{Command: Undecodable, Headers: map[string]string{"message": err.Error()}, Body: msg}
 	}
 	return f
+}
+
+// cutHeaders splits msg at the blank line that ends its header section,
+// LF or CRLF (STOMP 1.2 allows either on every line).
+func cutHeaders(msg []byte) (head, rest []byte, ok bool) {
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '\n' {
+			continue
+		}
+		head = bytes.TrimSuffix(msg[:i], []byte("\r"))
+		switch {
+		case i+1 < len(msg) && msg[i+1] == '\n':
+			return head, msg[i+2:], true
+		case i+2 < len(msg) && msg[i+1] == '\r' && msg[i+2] == '\n':
+			return head, msg[i+3:], true
+		}
+	}
+	return nil, nil, false
 }

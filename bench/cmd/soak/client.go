@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
 // Phases of the run, as the clients see them: a close before phaseLeave,
@@ -239,8 +241,8 @@ func (p *clientPool) connect(ctx context.Context, idx, topic int) (*client, erro
 	conn.SetReadLimit(1 << 20)
 	ms := p.hb.Milliseconds()
 	c := &client{idx: idx, topic: topic, conn: conn, done: make(chan struct{})}
-	connect := fmt.Sprintf("CONNECT\naccept-version:1.2\nhost:127.0.0.1\nheart-beat:%d,%d\n\n\x00", ms, ms)
-	if err := c.write([]byte(connect), writeTimeout); err != nil {
+	connect := stomptest.Encode("CONNECT", nil, "accept-version", "1.2", "host", "127.0.0.1", "heart-beat", fmt.Sprintf("%d,%d", ms, ms))
+	if err := c.write(connect, writeTimeout); err != nil {
 		return fail(fmt.Errorf("write CONNECT: %w", err))
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -265,8 +267,8 @@ func (p *clientPool) connect(ctx context.Context, idx, topic int) (*client, erro
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	c.lastRead.Store(time.Now().UnixNano())
-	sub := fmt.Sprintf("SUBSCRIBE\nid:0\ndestination:/topic/soak.%d\n\n\x00", topic)
-	if err := c.write([]byte(sub), writeTimeout); err != nil {
+	sub := stomptest.Encode("SUBSCRIBE", nil, "id", "0", "destination", fmt.Sprintf("/topic/soak.%d", topic))
+	if err := c.write(sub, writeTimeout); err != nil {
 		return fail(fmt.Errorf("write SUBSCRIBE: %w", err))
 	}
 	return c, nil
@@ -493,27 +495,18 @@ func command(data []byte) string {
 }
 
 // parseFrame returns the command and the headers (first occurrence wins,
-// not unescaped) of the first frame in data; "" for a heart-beat.
+// not unescaped) of the first frame in data, decoded as the tests decode
+// frames (stomptest); "" for a heart-beat.
 func parseFrame(data []byte) (string, map[string]string) {
 	data = bytes.TrimLeft(data, "\r\n")
 	if len(data) == 0 {
 		return "", nil
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		data = data[:i]
+	f, err := stomptest.Decode(data)
+	if err != nil {
+		return command(data), map[string]string{}
 	}
-	head, _, _ := bytes.Cut(data, []byte("\n\n"))
-	lines := bytes.Split(head, []byte("\n"))
-	hs := map[string]string{}
-	for _, l := range lines[1:] {
-		l = bytes.TrimSuffix(l, []byte("\r"))
-		if k, v, ok := bytes.Cut(l, []byte(":")); ok {
-			if _, dup := hs[string(k)]; !dup {
-				hs[string(k)] = string(v)
-			}
-		}
-	}
-	return string(bytes.TrimSuffix(lines[0], []byte("\r"))), hs
+	return f.Command, f.Headers
 }
 
 // established returns the established sessions.
