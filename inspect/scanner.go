@@ -86,9 +86,8 @@ func (k EventKind) String() string {
 //
 // It has four fields on purpose: the Go compiler keeps a struct of at most
 // four fields in registers, while a larger one is built in memory and
-// copied, and those copies (16-byte loads of fields just stored byte by
-// byte) stalled the CPU's store forwarding on every event: 36 % of the
-// scanner's time, measured with perf annotate on BenchmarkScan.
+// copied, and those copies stall the CPU's store forwarding on every event
+// (docs/internals/hot-path.md#four-fields).
 type Event struct {
 	Kind    EventKind
 	Command Command // command of the frame the bytes belong to; CmdUnknown for EOL and NeedMore

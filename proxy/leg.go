@@ -34,11 +34,11 @@ type leg struct {
 	truncated atomic.Bool
 	// midFrame: what was written to this peer ends inside a STOMP frame,
 	// so a heart-beat EOL must wait. Set by the pump writing here, under
-	// wmu, only when it changes (an atomic store is a locked instruction).
+	// wmu, only when it changes (docs/internals/hot-path.md#store-on-change).
 	midFrame atomic.Bool
 	// lastType is the type of the last data message written here: the
 	// heart-beats and frames stompgate adds take it, so a peer that
-	// speaks binary gets binary.
+	// speaks binary gets binary. Stored only when it changes, as midFrame.
 	lastType atomic.Int32
 	// failed is set by the first failed write to this peer, so the failure
 	// is acted on once.

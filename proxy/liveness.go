@@ -20,8 +20,9 @@ import (
 type liveness struct {
 	s *Session
 
-	// clientHeard and upstreamHeard are the legs' heardSince, made once:
-	// the engine asks them only when a read deadline has passed.
+	// clientHeard and upstreamHeard are the legs' heardSince, made once
+	// (docs/internals/hot-path.md#made-once): the engine asks them only
+	// when a read deadline has passed.
 	clientHeard, upstreamHeard func() (time.Duration, bool)
 
 	mu      sync.Mutex
@@ -148,8 +149,8 @@ func (lv *liveness) activity() keepalive.Activity {
 // in it, or every heart-beat pays a stack copy. So the common path, Tick
 // and EOLs, keeps a small frame: the engine runs in tick (which also
 // counts late reads, in countLateReads), and pings, verdicts and ends in
-// onTimerRare, none inlined. docs/architecture.md, "Hot-path rules",
-// gives the figure and the test that guards it.
+// onTimerRare, none inlined (docs/internals/hot-path.md#timer-frame; the
+// firing allocates nothing: #timer-allocs).
 func (lv *liveness) onTimer() {
 	acts, ok := lv.tick()
 	if !ok {

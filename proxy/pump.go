@@ -35,7 +35,7 @@ type pump struct {
 	s        *Session
 	src, dst *leg
 	flow     *stompflow.Direction
-	handler  func(wsconn.ServeEvent) bool // p.handle, made once
+	handler  func(wsconn.ServeEvent) bool // p.handle, made once (docs/internals/hot-path.md#made-once)
 	respawn  func()                       // p.loop on a fresh goroutine, made once: a go statement with arguments allocates
 	end      end                          // why the pump ended, when ended
 	ended    bool
@@ -118,7 +118,8 @@ func (p *pump) forward() (e end, ended bool) {
 
 // publish adds the messages and frames counted since the last call to the
 // leg's counters and the metrics: once per read, not per message, as each
-// is an atomic add (on counters all sessions share, for the metrics).
+// is an atomic add (on counters all sessions share, for the metrics;
+// docs/internals/hot-path.md#counters-per-read).
 func (p *pump) publish() {
 	if p.msgs > 0 {
 		p.src.msgs.Add(p.msgs)

@@ -400,6 +400,49 @@ func TestPumpHarness(t *testing.T) {
 	}
 }
 
+// TestPumpAllocatesNothing: a forwarded frame allocates nothing, in either
+// direction, at every size BenchmarkPump measures
+// (docs/internals/hot-path.md#frame-allocs). The harness allocates
+// nothing (the direct lines of BenchmarkPump), so the count is the proxy's;
+// AllocsPerRun's whole-number average lets a rare sync.Pool miss through.
+func TestPumpAllocatesNothing(t *testing.T) {
+	for _, size := range benchSizes {
+		send := sendPayload(size)
+		reply := replyPayload(send)
+		echo := newRawEcho(t, reply, false)
+		p := newBenchProxy(t, echo.url())
+		c := dialRaw(t, p.addr(), 64<<10)
+		frame := wstest.Frame(0x1, send, true)
+		var failed error
+		trip := func() {
+			if _, err := c.c.Write(frame); err != nil {
+				failed = err
+				return
+			}
+			if got, err := c.r.next(); err != nil || !bytes.Equal(got, reply) {
+				failed = fmt.Errorf("reply %.40q, %v", got, err)
+			}
+		}
+		for range 100 { // warm pools and buffers
+			trip()
+		}
+		allocs := testing.AllocsPerRun(500, trip)
+		c.close()
+		p.close()
+		echo.close()
+		if failed != nil {
+			t.Fatalf("%d B: %v", size, failed)
+		}
+		if wstest.RaceEnabled {
+			t.Logf("%d B: %.1f allocations per round trip; not checked with the race detector (sync.Pool drops buffers)", size, allocs)
+			continue
+		}
+		if allocs != 0 {
+			t.Errorf("%d B: %.1f allocations per round trip (two forwarded frames), want 0", size, allocs)
+		}
+	}
+}
+
 // BenchmarkIdleSession opens idle STOMP sessions (heart-beats negotiated on
 // both hops, so every session's liveness timer is armed) and reports what
 // each costs the proxy in Go heap (live, after GC), goroutine stacks and

@@ -117,7 +117,7 @@ func (m *msgWriter) empty() { m.begin() }
 // a frame. A message written whole records its type as dst's last.
 func (m *msgWriter) complete(midFrame bool) (written bool, err error) {
 	dst := m.dst
-	if dst.midFrame.Load() != midFrame { // stored only on change
+	if dst.midFrame.Load() != midFrame { // docs/internals/hot-path.md#store-on-change
 		dst.midFrame.Store(midFrame)
 	}
 	if !m.open {

@@ -45,7 +45,7 @@ type Direction struct {
 	eols   atomic.Int64
 	// A run of frames of one command counted but not yet added to frames
 	// and the metrics: published once per read (Publish), not per frame,
-	// as each is an atomic add.
+	// as each is an atomic add (docs/internals/hot-path.md#counters-per-read).
 	runCmd inspect.Command
 	runN   int64
 }
