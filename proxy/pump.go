@@ -12,18 +12,10 @@ import (
 )
 
 // respawnAfterWait: a pump that waited this long for its peer moves to a
-// fresh goroutine before it waits again. Processing a burst grows a
-// goroutine's stack to 4 KiB or more, and Go does not shrink the stack of
-// a goroutine parked in a read, so without this every idle session would
-// keep two grown stacks; a new goroutine parks in 2 KiB. A busy leg never
-// pays for it, an idle one once per heart-beat at most.
-//
-// It is 3 s, not less, because a move is not free: a goroutine start, and
-// a stack that Go frees at the next collection and allocates again. At 1 s
-// with 1 s heart-beats nearly every beat moved a pump, and the stacks in
-// use swung by a third between collections (docs/architecture.md,
-// "Goroutines"). A leg that hears from its peer every few seconds is not
-// idle enough to be worth it.
+// fresh goroutine before it waits again, so that an idle session does not
+// keep the stacks a burst grew (Go does not shrink the stack of a
+// goroutine parked in a read). Not less, because a move is not free
+// (docs/internals/hot-path.md#respawn-after-wait).
 const respawnAfterWait = 3 * time.Second
 
 // pump forwards one direction: it reads src and writes what src sent to

@@ -193,7 +193,8 @@ func New(nc net.Conn, role Role, subprotocol string, buffered []byte, opts Optio
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
-			// A method value made once for the connection's life.
+			// Method values made once for the connection's life: one
+			// made per read would allocate (docs/internals/hot-path.md#made-once).
 			c.serveFn = c.serveRead
 			c.writeFn = c.writeRaw
 		}

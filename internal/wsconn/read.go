@@ -23,7 +23,8 @@ var (
 //
 // Four fields, like inspect.Event and for the same reason: the compiler
 // keeps a struct of at most four fields in registers; a fifth made every
-// returned Piece a copy through memory that stalled store forwarding.
+// returned Piece a copy through memory that stalled store forwarding
+// (docs/internals/hot-path.md#four-fields, guarded by a test).
 type Piece struct {
 	Type int    // TextMessage or BinaryMessage
 	Data []byte // a slice of the read buffer, valid until the next TryPiece

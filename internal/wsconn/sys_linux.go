@@ -13,9 +13,8 @@ import (
 // pure cost, and read(2)/write(2) go through the VFS layer and the file
 // position lock (fdget_pos, vfs_write, sock_write_iter) before reaching
 // the same socket code that recvfrom/sendto (nginx's recv/send) enter
-// directly. Measured against read/write at 64 B × 50 connections: 10.2 →
-// 9.3 µs of proxy CPU per round trip with 1 message in flight, 2.77 →
-// 2.66 µs with 4 (docs/performance.md).
+// directly. docs/internals/hot-path.md#raw-syscalls gives the figure, the
+// command that measures it and why it is kept.
 //
 // They must only be called with an fd from syscall.RawConn's Read or
 // Write, which keeps it open, on a socket in non-blocking mode (every
