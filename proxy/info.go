@@ -81,7 +81,7 @@ func (s *Session) info() SessionInfo {
 	if s.conv.Disabled() {
 		return si
 	}
-	up, down := s.live.periods()
+	upstream, client := s.live.periods()
 	neg := s.conv.Negotiated()
 	connected := s.conv.Connected()
 	c, u := s.client, s.upstream
@@ -89,8 +89,8 @@ func (s *Session) info() SessionInfo {
 		Mode:      s.h.opts.STOMP.Keepalive.Mode.String(),
 		Connected: connected,
 		Client: HopInfo{
-			SendPeriodMS:       down.Send.Milliseconds(),
-			ReceivePeriodMS:    down.Recv.Milliseconds(),
+			SendPeriodMS:       client.Send.Milliseconds(),
+			ReceivePeriodMS:    client.Recv.Milliseconds(),
 			HeartbeatsReceived: s.conv.ClientToUpstream.HeartBeats(),
 			HeartbeatsSent:     c.heartBeatsSent.Load(),
 			PingsSent:          c.pingsSent.Load(),
@@ -100,8 +100,8 @@ func (s *Session) info() SessionInfo {
 			Frames:             frameCounts(&s.conv.ClientToUpstream),
 		},
 		Upstream: HopInfo{
-			SendPeriodMS:       up.Send.Milliseconds(),
-			ReceivePeriodMS:    up.Recv.Milliseconds(),
+			SendPeriodMS:       upstream.Send.Milliseconds(),
+			ReceivePeriodMS:    upstream.Recv.Milliseconds(),
 			HeartbeatsReceived: s.conv.UpstreamToClient.HeartBeats(),
 			HeartbeatsSent:     u.heartBeatsSent.Load(),
 			LastRead:           wsconn.Time(u.readAt.Load()),

@@ -147,8 +147,8 @@ func (s *Session) start(done func()) {
 		s.live.start()
 	}
 	s.pumpsLeft.Store(2)
-	down := newPump(s, s.upstream, s.client, &s.conv.UpstreamToClient)
-	up := newPump(s, s.client, s.upstream, &s.conv.ClientToUpstream)
-	go down.loop(false)
-	go up.loop(false)
+	toClient := newPump(s, s.upstream, s.client, &s.conv.UpstreamToClient)
+	toUpstream := newPump(s, s.client, s.upstream, &s.conv.ClientToUpstream)
+	go toClient.loop(false)
+	go toUpstream.loop(false)
 }

@@ -49,7 +49,7 @@ func (f *flowEvents) OwnReceipt() {
 
 // stompFields adds the STOMP part of a session's log line.
 func (s *Session) stompFields() []zap.Field {
-	up, down := s.live.periods()
+	upstream, client := s.live.periods()
 	verdict, kernelSilence := s.live.outcome()
 	c, u := s.client, s.upstream
 	var fields []zap.Field
@@ -62,10 +62,10 @@ func (s *Session) stompFields() []zap.Field {
 			zap.String("stomp_version", neg.Version.String()),
 			zap.String("client_heart_beat", neg.Client.String()),
 			zap.String("upstream_heart_beat", neg.Upstream.String()),
-			zap.Duration("up_send_period", up.Send),
-			zap.Duration("up_recv_period", up.Recv),
-			zap.Duration("down_send_period", down.Send),
-			zap.Duration("down_recv_period", down.Recv),
+			zap.Duration("up_send_period", upstream.Send),
+			zap.Duration("up_recv_period", upstream.Recv),
+			zap.Duration("down_send_period", client.Send),
+			zap.Duration("down_recv_period", client.Recv),
 			zap.Int64("heartbeats_from_client", s.conv.ClientToUpstream.HeartBeats()),
 			zap.Int64("heartbeats_from_upstream", s.conv.UpstreamToClient.HeartBeats()),
 			zap.Int64("heartbeats_to_upstream", u.heartBeatsSent.Load()),
