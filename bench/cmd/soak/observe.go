@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stompgate/stompgate/bench/internal/sysinfo"
 )
 
 // procStat is what /proc says about one process.
@@ -249,17 +251,12 @@ func machine() string {
 	return fmt.Sprintf("%s, %d CPUs%s%s, %s %s/%s", cpu, runtime.NumCPU(), mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-// loadavg is the first three fields of /proc/loadavg.
+// loadavg is the first three fields of /proc/loadavg, "n/a" when unknown.
 func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
+	if l := sysinfo.LoadAvg(); l != "" {
+		return l
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
+	return "n/a"
 }
 
 // openFileLimit is RLIMIT_NOFILE's soft limit as this process sees it.

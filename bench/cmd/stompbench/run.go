@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/stompgate/stompgate/bench/internal/repo"
+
+	"github.com/stompgate/stompgate/bench/internal/sysinfo"
 )
 
 // The orchestrator: builds stompgate, starts the echo, nginx and stompgate
@@ -252,7 +254,7 @@ func (r *runner) main() int {
 		pump = r.pumpBench()
 	}
 	env.Elapsed = time.Since(start).Round(time.Second).String()
-	env.LoadEnd = loadAvg()
+	env.LoadEnd = sysinfo.LoadAvg()
 
 	raw, _ := json.MarshalIndent(struct {
 		Machine machineEnv   `json:"machine"`
@@ -894,7 +896,7 @@ type machineEnv struct {
 }
 
 func machineInfo(nginx string) machineEnv {
-	m := machineEnv{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), NProc: runtime.NumCPU(), Go: runtime.Version(), LoadStart: loadAvg()}
+	m := machineEnv{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), NProc: runtime.NumCPU(), Go: runtime.Version(), LoadStart: sysinfo.LoadAvg()}
 	if out, err := exec.Command("uname", "-a").Output(); err == nil {
 		m.Uname = strings.TrimSpace(string(out))
 	}
@@ -913,16 +915,4 @@ func machineInfo(nginx string) machineEnv {
 		m.Nginx = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: "))
 	}
 	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }
