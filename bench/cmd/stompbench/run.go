@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/stompgate/stompgate/bench/internal/repo"
-
 	"github.com/stompgate/stompgate/bench/internal/sysinfo"
 )
 
