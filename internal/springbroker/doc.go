@@ -15,6 +15,12 @@
 // CONNECTED at all for a CONNECT without accept-version) this package copies
 // the surprise on purpose, because stompgate has to cope with the real thing.
 //
+// It is also the broker behind `stompgate demo` (internal/demo), which shows
+// the failures Spring's rules cause with and without stompgate; that is why
+// it is linked into the product binary. It shares no code with the proxy's
+// data path (internal/wsconn), so a change there never changes the double
+// the proxy is tested against.
+//
 // What it does not do (see README.md): SockJS, user destinations, Ant-style
 // pattern subscriptions, selectors, ACK/NACK/transactions, authentication,
 // send-time/buffer limits (close 4500), timeToFirstMessage, the broker relay,
