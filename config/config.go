@@ -72,6 +72,12 @@ type Config struct {
 	HandshakeRatePerIP      float64    `env:"HANDSHAKE_RATE_PER_IP" envDefault:"0" desc:"Sustained WebSocket handshakes per second allowed from one client IP (token bucket); more get 429. 0 turns the limit off. Behind an ingress, set STOMPGATE_TRUSTED_PROXIES so the client's IP is taken from X-Forwarded-For."`
 	HandshakeBurstPerIP     int        `env:"HANDSHAKE_BURST_PER_IP" envDefault:"20" desc:"Handshakes one client IP may make at once before STOMPGATE_HANDSHAKE_RATE_PER_IP applies."`
 
+	SockJSPaths           PathList      `env:"SOCKJS_PATHS" desc:"Comma-separated path prefixes (e.g. /ws) under which stompgate itself serves SockJS (.withSockJS() clients, sockjs-client): /info, the iframe page and every transport (websocket, xhr-streaming, xhr-polling, eventsource, htmlfile, jsonp). Each SockJS session reaches the upstream as one plain STOMP-over-WebSocket connection, with the same liveness, limits, metrics and drain as a WebSocket client. Empty turns SockJS off: such requests pass through as plain HTTP."`
+	SockJSUpstreamSuffix  string        `env:"SOCKJS_UPSTREAM_SUFFIX" envDefault:"/websocket" desc:"Appended to the SockJS prefix to make the upstream's WebSocket path: /websocket is the raw WebSocket endpoint Spring serves under every .withSockJS() endpoint; empty for a broker whose raw endpoint is the prefix itself (RabbitMQ Web-STOMP's /ws)."`
+	SockJSDisconnectDelay time.Duration `env:"SOCKJS_DISCONNECT_DELAY" envDefault:"5s" desc:"A SockJS client with no request open (it stopped polling, or its streaming request is gone) for this long is gone: its broker gets a DISCONNECT, as for a vanished WebSocket client."`
+	SockJSHeartbeat       time.Duration `env:"SOCKJS_HEARTBEAT" envDefault:"25s" desc:"A SockJS h frame goes to the client after this long without a frame, so that proxies in between see traffic on streaming and polling requests. Keep it below STOMPGATE_IDLE_TIMEOUT."`
+	SockJSClientURL       string        `env:"SOCKJS_CLIENT_URL" envDefault:"https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js" desc:"The sockjs-client script the SockJS iframe page loads (the iframe-based transports, for browsers that need them); serve your own copy to avoid the CDN."`
+
 	UpstreamCAFile                string `env:"UPSTREAM_CA_FILE" desc:"PEM file of CA certificates trusted for a wss:// upstream, instead of the system roots. Empty uses the system roots."`
 	UpstreamTLSServerName         string `env:"UPSTREAM_TLS_SERVER_NAME" desc:"Server name to verify (and send as SNI) for a wss:// upstream, when it differs from the URL's host. Empty uses the URL's host."`
 	UpstreamTLSInsecureSkipVerify bool   `env:"UPSTREAM_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" desc:"Do not verify the wss:// upstream's certificate. For tests only: anyone on the path can read and change the traffic."`
@@ -225,6 +231,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.ListenerTLSConfig(); err != nil {
 		bad("TLS_CERT_FILE", "%v", err)
+	}
+	for _, p := range c.SockJSPaths {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#") || p == "/" {
+			bad("SOCKJS_PATHS", "each prefix must be a path like /ws (not / alone), got %q", p)
+		}
+	}
+	if c.SockJSUpstreamSuffix != "" && !strings.HasPrefix(c.SockJSUpstreamSuffix, "/") {
+		bad("SOCKJS_UPSTREAM_SUFFIX", "must be empty or start with /, got %q", c.SockJSUpstreamSuffix)
+	}
+	if len(c.SockJSPaths) > 0 && c.SockJSDisconnectDelay <= 0 {
+		bad("SOCKJS_DISCONNECT_DELAY", "must be a positive duration, got %s", c.SockJSDisconnectDelay)
+	}
+	if len(c.SockJSPaths) > 0 && c.SockJSHeartbeat <= 0 {
+		bad("SOCKJS_HEARTBEAT", "must be a positive duration, got %s", c.SockJSHeartbeat)
 	}
 	if c.MaxMessageBytes < 256 {
 		bad("MAX_MESSAGE_BYTES", "must be at least 256 bytes, got %d", c.MaxMessageBytes)
@@ -420,6 +440,29 @@ func isLoopback(addr string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
 }
+
+// PathList is a comma-separated list of URL path prefixes; a trailing
+// slash is dropped.
+type PathList []string
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *PathList) UnmarshalText(b []byte) error {
+	var out PathList
+	for _, item := range strings.Split(string(b), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if item != "/" {
+			item = strings.TrimSuffix(item, "/")
+		}
+		out = append(out, item)
+	}
+	*l = out
+	return nil
+}
+
+func (l PathList) String() string { return strings.Join(l, ",") }
 
 // OriginList is a comma-separated list of allowed browser origins: exact
 // ("https://app.example.com") or with a leading "*." in the host

@@ -58,6 +58,8 @@ func typeName(t reflect.Type) string {
 		return "cidr list"
 	case reflect.TypeFor[OriginList]():
 		return "origin list"
+	case reflect.TypeFor[PathList]():
+		return "path list"
 	case reflect.TypeFor[LogFormat]():
 		return "json|console"
 	case reflect.TypeFor[HeartBeat]():

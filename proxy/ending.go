@@ -356,6 +356,7 @@ func describeClose(code int, text string) string {
 func (s *Session) logEnd() {
 	fields := []zap.Field{
 		zap.Duration("duration", time.Since(s.began)),
+		zap.String("transport", s.transport),
 		zap.Int64("client_messages", s.client.msgs.Load()),
 		zap.Int64("client_bytes", s.client.bytes.Load()),
 		zap.Int64("upstream_messages", s.upstream.msgs.Load()),

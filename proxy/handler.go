@@ -38,6 +38,7 @@ type Handler struct {
 	slots    atomic.Int64
 	draining atomic.Bool // readiness fails; set by Drain
 	refusing atomic.Bool // new handshakes get 503; set by Drain after its delay
+	sockjs   []*sockjsEndpoint
 
 	mu       sync.Mutex
 	idle     *sync.Cond // signalled when sessions becomes empty
@@ -79,11 +80,20 @@ func New(opts Options) (*Handler, error) {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	h.http = h.newHTTPProxy()
+	for _, p := range opts.SockJS.Paths {
+		h.sockjs = append(h.sockjs, newSockJSEndpoint(h, p))
+	}
 	return h, nil
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, e := range h.sockjs {
+		if e.serves(r.URL.Path) {
+			e.ServeHTTP(w, r)
+			return
+		}
+	}
 	if websocket.IsWebSocketUpgrade(r) {
 		h.serveWebSocket(w, r)
 		return
@@ -130,11 +140,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		zap.String("upstream", redactedNoQuery(target)),
 	)
 
-	header := endToEnd(r.Header)
-	setForwarded(header, r.Header, r, h.opts.TrustedProxy(remoteAddr(r)))
-	if h.opts.PreserveHost {
-		header.Set("Host", r.Host)
-	}
+	header := h.upstreamHeader(r)
 	// Offered subprotocols go upstream verbatim, in the client's order, so
 	// the broker picks exactly as it would without stompgate.
 	if protos := r.Header.Values("Sec-Websocket-Protocol"); len(protos) > 0 {
@@ -195,7 +201,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	hc := upConn.NetConn().(*handshakeConn)
 	leftover := hc.afterHandshake()
 	s := newSession(h, clientConn.Subprotocol(), log, r)
-	s.attach(clientConn.NetConn(), hc.Conn, upConn.Subprotocol(), leftover)
+	s.attach(clientConn.NetConn(), clientConn.Subprotocol(), hc.Conn, upConn.Subprotocol(), leftover)
 	h.track(s, true)
 	// The session runs on its pumps' goroutines, owned by the Handler
 	// (Wait, Drain and CloseAll reach it through h.sessions), so that this
@@ -209,6 +215,18 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.freeSlot()
 		h.track(s, false)
 	})
+}
+
+// upstreamHeader is what the dial to the broker carries of the client's
+// request r: its end-to-end headers (cookies, Authorization, Origin), the
+// forwarding headers and, with PreserveHost, its Host.
+func (h *Handler) upstreamHeader(r *http.Request) http.Header {
+	header := endToEnd(r.Header)
+	setForwarded(header, r.Header, r, h.opts.TrustedProxy(remoteAddr(r)))
+	if h.opts.PreserveHost {
+		header.Set("Host", r.Host)
+	}
+	return header
 }
 
 // reasonNotHTTP11 is the reason an HTTP/1.0 upgrade request is refused.

@@ -16,6 +16,7 @@ type SessionInfo struct {
 	Remote           string     `json:"remote"`
 	Path             string     `json:"path"`
 	Subprotocol      string     `json:"subprotocol"`
+	Transport        string     `json:"transport"` // "websocket", or "sockjs/<transport>"
 	Started          time.Time  `json:"started"`
 	ClientMessages   int64      `json:"client_messages"`
 	UpstreamMessages int64      `json:"upstream_messages"`
@@ -72,6 +73,7 @@ func (s *Session) info() SessionInfo {
 		Remote:           s.remote,
 		Path:             s.path,
 		Subprotocol:      s.client.conn.Subprotocol(),
+		Transport:        s.transport,
 		Started:          s.began,
 		ClientMessages:   s.client.msgs.Load(),
 		UpstreamMessages: s.upstream.msgs.Load(),

@@ -56,6 +56,29 @@ type Options struct {
 	Logger *zap.Logger
 	// STOMP configures what stompgate does with the STOMP it sees.
 	STOMP STOMPOptions
+	// SockJS configures SockJS termination; no Paths: off.
+	SockJS SockJSOptions
+}
+
+// SockJSOptions configures SockJS termination: stompgate serves the SockJS
+// protocol under each path prefix and carries each SockJS session to the
+// upstream as one WebSocket STOMP connection.
+type SockJSOptions struct {
+	// Paths are the path prefixes SockJS is served under (e.g. "/ws").
+	Paths []string
+	// UpstreamSuffix is appended to the prefix for the upstream's
+	// WebSocket path: "/websocket" reaches the raw endpoint Spring serves
+	// under every .withSockJS() endpoint.
+	UpstreamSuffix string
+	// DisconnectDelay: a session whose client has had no request open for
+	// this long is gone (SockJS's disconnect_delay). Default 5s.
+	DisconnectDelay time.Duration
+	// HeartbeatDelay: an h frame goes to the client after this long
+	// without a frame. Default 25s.
+	HeartbeatDelay time.Duration
+	// ClientScriptURL is the sockjs-client script the iframe page loads
+	// (the iframe-based transports).
+	ClientScriptURL string
 }
 
 // STOMPOptions configures STOMP inspection and the per-hop liveness
@@ -74,6 +97,10 @@ type STOMPOptions struct {
 	// and the heart-beat mode.
 	Keepalive keepalive.Config
 }
+
+// DefaultSockJSClientURL is the sockjs-client script the SockJS iframe
+// page loads unless told otherwise (Spring's default too).
+const DefaultSockJSClientURL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
 
 func (o *Options) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -104,6 +131,11 @@ func (o *Options) setDefaults() {
 		o.STOMP.Limits.MaxFrameBytes = int(max(o.MaxClientMessageBytes, o.MaxUpstreamMessageBytes))
 	}
 	o.STOMP.Keepalive = o.STOMP.Keepalive.WithDefaults()
+	def(&o.SockJS.DisconnectDelay, 5*time.Second)
+	def(&o.SockJS.HeartbeatDelay, 25*time.Second)
+	if o.SockJS.ClientScriptURL == "" {
+		o.SockJS.ClientScriptURL = DefaultSockJSClientURL
+	}
 	if o.TrustedProxy == nil {
 		o.TrustedProxy = func(netip.Addr) bool { return false }
 	}

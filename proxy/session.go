@@ -25,14 +25,17 @@ import (
 // (ending.go), which decides once what each peer gets and arms an abort
 // timer, so no leg stays in CLOSING past CloseTimeout.
 type Session struct {
-	h        *Handler
-	id       string
-	log      *zap.Logger
-	began    time.Time
-	remote   string // client address, for /debug/sessions
-	path     string
-	client   *leg
-	upstream *leg
+	h      *Handler
+	id     string
+	log    *zap.Logger
+	began  time.Time
+	remote string // client address, for /debug/sessions
+	path   string
+	// transport is how the client came: "websocket", or "sockjs/<name>"
+	// for a SockJS session (sockjs.go).
+	transport string
+	client    *leg
+	upstream  *leg
 
 	conv *stompflow.Conversation // the STOMP conversation; Disabled when not STOMP
 	live liveness
@@ -62,13 +65,14 @@ type Session struct {
 // their connections from attach.
 func newSession(h *Handler, subprotocol string, log *zap.Logger, r *http.Request) *Session {
 	s := &Session{
-		h:        h,
-		id:       strconv.FormatUint(rand.Uint64(), 36),
-		began:    time.Now(),
-		remote:   r.RemoteAddr,
-		path:     r.URL.Path,
-		client:   newLeg("client", metrics.HopClient, metrics.ClientToUpstream, h.opts.MaxClientMessageBytes),
-		upstream: newLeg("upstream", metrics.HopUpstream, metrics.UpstreamToClient, h.opts.MaxUpstreamMessageBytes),
+		h:         h,
+		id:        strconv.FormatUint(rand.Uint64(), 36),
+		began:     time.Now(),
+		remote:    r.RemoteAddr,
+		path:      r.URL.Path,
+		transport: "websocket",
+		client:    newLeg("client", metrics.HopClient, metrics.ClientToUpstream, h.opts.MaxClientMessageBytes),
+		upstream:  newLeg("upstream", metrics.HopUpstream, metrics.UpstreamToClient, h.opts.MaxUpstreamMessageBytes),
 	}
 	s.log = log.With(zap.String("session", s.id), zap.String("subprotocol", subprotocol))
 	s.conv = stompflow.New(stompflow.Config{
@@ -87,11 +91,11 @@ func newSession(h *Handler, subprotocol string, log *zap.Logger, r *http.Request
 }
 
 // attach gives the legs their connections, whose handshakes are done:
-// the client's, and the broker's (which negotiated subprotocol and may
-// have sent bytes right after its 101: leftover).
-func (s *Session) attach(client, upstream net.Conn, subprotocol string, leftover []byte) {
-	s.upstream.conn = wsconn.New(upstream, wsconn.Client, subprotocol, leftover, s.options(s.upstream))
-	s.client.conn = wsconn.New(client, wsconn.Server, subprotocol, nil, s.options(s.client))
+// the client's, and the broker's (which may have sent bytes right after
+// its 101: leftover), each with the subprotocol it negotiated.
+func (s *Session) attach(client net.Conn, clientProto string, upstream net.Conn, upstreamProto string, leftover []byte) {
+	s.upstream.conn = wsconn.New(upstream, wsconn.Client, upstreamProto, leftover, s.options(s.upstream))
+	s.client.conn = wsconn.New(client, wsconn.Server, clientProto, nil, s.options(s.client))
 	// On TCP (not TLS) the pumps then park after a short read instead of
 	// reading again to be told EAGAIN: a third fewer system calls per
 	// small message. Each leg's Close ends its watch.

@@ -168,6 +168,13 @@ func proxyOptions(cfg config.Config, log *zap.Logger, m *metrics.Metrics) (proxy
 		TLSClientConfig:         upTLS,
 		Metrics:                 m,
 		Logger:                  log,
+		SockJS: proxy.SockJSOptions{
+			Paths:           cfg.SockJSPaths,
+			UpstreamSuffix:  cfg.SockJSUpstreamSuffix,
+			DisconnectDelay: cfg.SockJSDisconnectDelay,
+			HeartbeatDelay:  cfg.SockJSHeartbeat,
+			ClientScriptURL: cfg.SockJSClientURL,
+		},
 		STOMP: proxy.STOMPOptions{
 			Strict: cfg.StompStrict,
 			Limits: inspect.Limits{
@@ -263,7 +270,15 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		// listener and the idle keep-alive connections, and waits for
 		// requests in progress; the sessions are hijacked connections,
 		// which http.Server no longer tracks, so they drain as before.
-		stopAccepting = time.AfterFunc(cfg.ShutdownDelay, func() {
+		//
+		// With SockJS the listener stays open until the drain ends: a
+		// polling client gets its close frame c[1012,…] on its next
+		// request, and a streaming one needs its request to finish.
+		closeListenerAfter := cfg.ShutdownDelay
+		if len(cfg.SockJSPaths) > 0 {
+			closeListenerAfter = cfg.ShutdownDelay + cfg.DrainPeriod + cfg.CloseTimeout
+		}
+		stopAccepting = time.AfterFunc(closeListenerAfter, func() {
 			log.Info("closing the proxy listener: new connections are refused while sessions drain",
 				zap.String("listen", ln.Addr().String()), zap.Int("sessions", h.ActiveSessions()))
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// sockjsProxy is a proxy serving SockJS under /ws in front of upstream,
+// whose raw endpoint is /ws/websocket (Spring's layout).
+func sockjsProxy(t *testing.T, onConn func(*websocket.Conn), mod func(*Options)) (*testProxy, *upstream) {
+	t.Helper()
+	up := newUpstream(t, []string{"v12.stomp"}, onConn)
+	p := newProxy(t, up.wsURL(), func(o *Options) {
+		o.SockJS = SockJSOptions{Paths: []string{"/ws"}, UpstreamSuffix: "/websocket", DisconnectDelay: 300 * time.Millisecond, HeartbeatDelay: time.Minute}
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return p, up
+}
+
+func httpDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "text/plain")
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// An xhr-polling SockJS session carries messages both ways to a plain
+// WebSocket upstream at the prefix plus the suffix.
+func TestSockJSXHRPollingEcho(t *testing.T) {
+	p, up := sockjsProxy(t, echo, nil)
+	if code, body := httpDo(t, "GET", p.srv.URL+"/ws/info", ""); code != 200 || !strings.Contains(body, `"websocket":true`) {
+		t.Fatalf("/info: %d %s", code, body)
+	}
+	base := p.srv.URL + "/ws/000/s1/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	if code, body := httpDo(t, "POST", base+"xhr_send", `["hello"]`); code != 204 {
+		t.Fatalf("send: %d %q", code, body)
+	}
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "a[\"hello\"]\n" {
+		t.Fatalf("poll: %d %q", code, body)
+	}
+	up.mu.Lock()
+	path, proto := up.lastReq.URL.Path, up.lastReq.Header.Get("Sec-Websocket-Protocol")
+	up.mu.Unlock()
+	if path != "/ws/websocket" || !strings.Contains(proto, "v12.stomp") {
+		t.Errorf("upstream request %s with subprotocols %q; want /ws/websocket offering v12.stomp", path, proto)
+	}
+	// The client stops polling: after the disconnect delay it is gone.
+	e := p.waitSessionEnd(t, 5*time.Second)
+	if got := e.ContextMap()["transport"]; got != "sockjs/xhr" {
+		t.Errorf("transport %v, want sockjs/xhr", got)
+	}
+	if got := e.ContextMap()["closed_by"]; got != "client" {
+		t.Errorf("closed_by %v, want client", got)
+	}
+}
