@@ -413,3 +413,212 @@ func TestSockJSScenarioSilentClientBehindNginx(t *testing.T) {
 		})
 	}
 }
+
+// ---------------------------------------------------------------------------
+// 2. The broker freezes (SIGSTOP): its kernel still takes bytes and
+// connects, the broker answers nothing.
+
+func TestSockJSScenarioFrozenBroker(t *testing.T) {
+	t.Parallel()
+	// The broker sends and wants heart-beats every 200 ms; stompgate asks
+	// for the same upstream, so it declares the broker dead after 200 ms ×
+	// HEARTBEAT_TOLERANCE 3 without a byte. The bound leaves room for the
+	// ERROR, the close and a loaded machine.
+	const period = 200 * ms
+	const deadAfter = 3 * period
+	const bound = deadAfter + 2500*ms
+	transports := []string{"websocket", "xhr-streaming", "xhr-polling"}
+
+	broker := startSpringProcess(t, period, period)
+	g := startSockJSGate(t, "ws://"+broker.addr,
+		"STOMPGATE_UPSTREAM_HEARTBEAT=200,200",
+		"STOMPGATE_HEARTBEAT_TOLERANCE=3")
+
+	// Control: a client straight on the broker, heart-beat 0,0 as the
+	// SockJS clients ask; nothing tells it.
+	direct := dialLive(t, "ws://"+broker.addr+sockjsUpstream)
+	direct.Connect(guest("heart-beat", "0,0")...)
+	// Control: a WebSocket client through the same stompgate (a path that
+	// is not SockJS passes through to the same endpoint).
+	ws := dialLive(t, "ws://"+g.addr+sockjsUpstream)
+	ws.Connect(guest("heart-beat", "0,0")...)
+
+	clients := make([]*nodeClient, len(transports))
+	for i, tr := range transports {
+		clients[i] = startNodeClient(t, "http://"+g.addr+sockjsPrefix, tr, uniqueDest(t))
+		if e := clients[i].connected(t); e.SockJSTransport != tr {
+			t.Fatalf("sockjs-client opened %q, want %q", e.SockJSTransport, tr)
+		}
+	}
+
+	if err := broker.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+
+	type watched struct {
+		name string
+		q    stomptest.Quiet
+	}
+	watches := make(chan watched, 2)
+	go func() { watches <- watched{"direct", direct.Watch(bound)} }()
+	go func() { watches <- watched{"websocket", ws.Watch(bound)} }()
+
+	for i, c := range clients {
+		errAt, closeAt := time.Duration(-1), time.Duration(-1)
+		var msg string
+		var code int
+		for closeAt < 0 {
+			e, ok := c.next(bound - time.Since(frozen) + 100*ms)
+			if !ok {
+				t.Fatalf("SockJS %s: no close within %v of the freeze (STOMP ERROR %q)", transports[i], bound, msg)
+			}
+			switch e.Event {
+			case "error":
+				errAt, msg = e.time().Sub(frozen), e.Message
+			case "close":
+				closeAt, code = e.time().Sub(frozen), e.Code
+			default:
+				t.Fatalf("SockJS %s: %v", transports[i], e)
+			}
+		}
+		t.Logf("SockJS %s through stompgate, broker frozen: STOMP ERROR %q after %v, close %d after %v",
+			transports[i], msg, errAt.Round(ms), code, closeAt.Round(ms))
+		if errAt < 0 || !strings.Contains(msg, "upstream") {
+			t.Errorf("SockJS %s: no STOMP ERROR saying the broker is gone before the close (message %q)", transports[i], msg)
+		}
+		if code != 1011 {
+			t.Errorf("SockJS %s: close %d, want 1011", transports[i], code)
+		}
+		// Less than deadAfter is fine: the broker's last heart-beat came
+		// before the freeze.
+		if closeAt > bound {
+			t.Errorf("SockJS %s: closed %v after the freeze, want within %v (dead after %v)", transports[i], closeAt, bound, deadAfter)
+		}
+	}
+	for range 2 {
+		w := <-watches
+		switch w.name {
+		case "direct":
+			t.Logf("WebSocket client straight on the frozen broker, heart-beat 0,0: %v", w.q)
+			expectQuiet(t, "a client on the frozen broker without heart-beats", w.q)
+		case "websocket":
+			w.q.Lasted = w.q.End.At.Sub(frozen)
+			t.Logf("WebSocket client through stompgate, broker frozen: %v", w.q)
+			if !w.q.Closed {
+				t.Fatalf("the WebSocket client through stompgate was not told within %v", bound)
+			}
+			expectErrorThenClose(t, w.q, 1011)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// 3. An xhr-polling client vanishes: killed (SIGKILL: its kernel closes its
+// connections, the open poll included) or frozen (SIGSTOP: its connections
+// stay open, it polls no more, as when its network is gone).
+
+func TestSockJSScenarioVanishedPollingClient(t *testing.T) {
+	t.Parallel()
+	const disconnectDelay, closeTimeout = time.Second, time.Second
+	const sockjsHeartbeat = 300 * ms                        // ends a frozen client's open poll
+	const pingInterval, pongTimeout = 300 * ms, time.Second // finds a frozen WebSocket client
+	// Allowed: the h frame that ends the open poll, the disconnect delay,
+	// the close timeout for the broker's RECEIPT, and slack for a loaded
+	// machine.
+	const bound = sockjsHeartbeat + disconnectDelay + closeTimeout + 2*time.Second
+
+	// run makes a client of stompgate at url vanish by sig and returns when
+	// the broker got the DISCONNECT, after sig; stompgate's session line
+	// must say the session was ended by closedBy.
+	run := func(t *testing.T, transport string, url func(g *sockjsGate) string, sig syscall.Signal, closedBy string) time.Duration {
+		b := startSpringAt(t, sockjsUpstream, 0, 0)
+		g := startSockJSGate(t, b.origin(),
+			"STOMPGATE_SOCKJS_DISCONNECT_DELAY="+disconnectDelay.String(),
+			"STOMPGATE_SOCKJS_HEARTBEAT="+sockjsHeartbeat.String(),
+			"STOMPGATE_CLOSE_TIMEOUT="+closeTimeout.String(),
+			"STOMPGATE_CLIENT_PING_INTERVAL="+pingInterval.String(),
+			"STOMPGATE_PONG_TIMEOUT="+pongTimeout.String())
+		c := startNodeClient(t, url(g), transport, uniqueDest(t))
+		if e := c.connected(t); transport != "raw" && e.SockJSTransport != transport {
+			t.Fatalf("sockjs-client opened %q, want %q", e.SockJSTransport, transport)
+		}
+		if !eventually(5*time.Second, func() bool { return b.b.Subscriptions() == 1 }) {
+			t.Fatal("the broker did not register the SUBSCRIBE")
+		}
+		if err := c.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		gone := time.Now()
+		d, ok := b.waitEvent(bound, isFrame("DISCONNECT"))
+		if !ok {
+			t.Fatalf("the broker got no DISCONNECT within %v of the %v", bound, sig)
+		}
+		took := d.Time.Sub(gone)
+		if _, has := d.Frame.Header("receipt"); !has {
+			t.Errorf("DISCONNECT without receipt: %v", d.Frame.Headers)
+		}
+		if !eventually(3*time.Second, func() bool { return b.b.Sessions() == 0 && b.b.Subscriptions() == 0 }) {
+			t.Errorf("broker still holds %d sessions, %d subscriptions", b.b.Sessions(), b.b.Subscriptions())
+		}
+		var line map[string]any
+		if !eventually(3*time.Second, func() bool {
+			if lines := g.sessionLines(); len(lines) == 1 {
+				line = lines[0]
+			}
+			return line != nil
+		}) {
+			t.Fatalf("no session line in stompgate's log")
+		}
+		if line["closed_by"] != closedBy {
+			t.Errorf("session line closed_by=%v, want %s", line["closed_by"], closedBy)
+		}
+		wantTransport := "sockjs/xhr"
+		if transport == "raw" {
+			wantTransport = "websocket"
+		}
+		if line["transport"] != wantTransport {
+			t.Errorf("session line transport=%v, want %s", line["transport"], wantTransport)
+		}
+		t.Logf("%s client, %v: the broker got DISCONNECT %v later; stompgate's session line: transport=%v closed_by=%v end=%q",
+			transport, sig, took.Round(ms), line["transport"], line["closed_by"], line["end"])
+		return took
+	}
+	webSocket := func(g *sockjsGate) string { return "ws://" + g.addr + sockjsUpstream }
+	sockJS := func(g *sockjsGate) string { return "http://" + g.addr + sockjsPrefix }
+
+	t.Run("control", func(t *testing.T) {
+		t.Parallel()
+		// A WebSocket client through the same stompgate.
+		t.Run("killed", func(t *testing.T) {
+			t.Parallel()
+			run(t, "raw", webSocket, syscall.SIGKILL, "client")
+		})
+		t.Run("frozen", func(t *testing.T) {
+			t.Parallel()
+			// Found by stompgate's pings: its pong timeout ends it.
+			if took := run(t, "raw", webSocket, syscall.SIGSTOP, "proxy"); took < pongTimeout {
+				t.Errorf("DISCONNECT %v after the freeze, before the pong timeout (%v)", took, pongTimeout)
+			}
+		})
+	})
+
+	t.Run("stompgate", func(t *testing.T) {
+		t.Parallel()
+		t.Run("killed", func(t *testing.T) {
+			t.Parallel()
+			// The open poll's connection closes with the process: a
+			// request aborted by the client ends the SockJS session at
+			// once, as in SockJS's reference server.
+			run(t, "xhr-polling", sockJS, syscall.SIGKILL, "client")
+		})
+		t.Run("frozen", func(t *testing.T) {
+			t.Parallel()
+			// No new poll after the open one is answered: the session
+			// ends after the disconnect delay.
+			if took := run(t, "xhr-polling", sockJS, syscall.SIGSTOP, "client"); took < disconnectDelay {
+				t.Errorf("DISCONNECT %v after the freeze, before the disconnect delay (%v)", took, disconnectDelay)
+			}
+		})
+	})
+}
