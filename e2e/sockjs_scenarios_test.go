@@ -580,8 +580,8 @@ func TestSockJSScenarioVanishedPollingClient(t *testing.T) {
 		if line["transport"] != wantTransport {
 			t.Errorf("session line transport=%v, want %s", line["transport"], wantTransport)
 		}
-		t.Logf("%s client, %v: the broker got DISCONNECT %v later; stompgate's session line: transport=%v closed_by=%v end=%q",
-			transport, sig, took.Round(ms), line["transport"], line["closed_by"], line["end"])
+		t.Logf("%s client, %s: the broker got DISCONNECT %v later; stompgate's session line: transport=%v closed_by=%v end=%q",
+			transport, map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGSTOP: "SIGSTOP"}[sig], took.Round(ms), line["transport"], line["closed_by"], line["end"])
 		return took
 	}
 	webSocket := func(g *sockjsGate) string { return "ws://" + g.addr + sockjsUpstream }
