@@ -107,18 +107,17 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, transport := m[2], m[3]
-	switch transport {
-	case "xhr_send", "jsonp_send":
-		if !e.checkSend(w, r, transport) {
-			return
+	if transport == "xhr_send" || transport == "jsonp_send" {
+		if e.checkSend(w, r, transport) {
+			e.lib.ServeHTTP(w, r)
 		}
+		return
+	}
+	if !opensSession(transport, r) {
+		// A CORS preflight, or a request the library refuses before any
+		// session: it takes no slot.
 		e.lib.ServeHTTP(w, r)
 		return
-	case "jsonp", "htmlfile":
-		if r.URL.Query().Get("c") == "" {
-			e.lib.ServeHTTP(w, r) // the library refuses it, before any session
-			return
-		}
 	}
 	if transport == "websocket" {
 		if !e.admit(w, r, log, id, true) {
@@ -131,6 +130,27 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.lib.ServeHTTP(w, r)
+}
+
+// sockjsCallback is what the library accepts as a jsonp or htmlfile
+// callback name.
+var sockjsCallback = regexp.MustCompile(`^[a-zA-Z0-9_.]+$`)
+
+// opensSession reports whether a request for a receiving transport is one
+// the library serves with a session: the transport's own method and, for
+// jsonp and htmlfile, a valid callback.
+func opensSession(transport string, r *http.Request) bool {
+	switch transport {
+	case "websocket":
+		return true // refused by the upgrader, which gives the slot back
+	case "xhr", "xhr_streaming":
+		return r.Method == http.MethodPost
+	case "eventsource":
+		return r.Method == http.MethodGet
+	case "jsonp", "htmlfile":
+		return r.Method == http.MethodGet && sockjsCallback.MatchString(r.URL.Query().Get("c"))
+	}
+	return false
 }
 
 // admit admits a request that opens SockJS session id (one not known yet,
