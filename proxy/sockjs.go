@@ -56,8 +56,10 @@ type sockjsEndpoint struct {
 // sockjsAdmission is a SockJS session that holds a slot. Until the session
 // starts (claimed), a timer gives the slot back should it never start.
 type sockjsAdmission struct {
-	claimed bool
-	expire  *time.Timer
+	claimed    bool
+	expire     *time.Timer
+	deliveries deliveries
+	polls      int // polls in flight (servePoll), under the endpoint's mu
 }
 
 func newSockJSEndpoint(h *Handler, prefix string) *sockjsEndpoint {
@@ -129,7 +131,150 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !e.admit(w, r, log, id, false) {
 		return
 	}
-	e.lib.ServeHTTP(w, r)
+	if transport == "xhr" || transport == "jsonp" {
+		e.servePoll(w, r, id)
+		return
+	}
+	e.lib.ServeHTTP(e.watchDeliveries(w, id), r)
+}
+
+// servePoll serves one poll (xhr, jsonp) of session id. sockjs-go detaches
+// a poll's receiver from its session on a goroutine of its own after the
+// response: a client that polls again at once (as sockjs-client does) can
+// find the last poll still attached and be told c[2010,"Another
+// connection still open"], which ends its session. When that happens with
+// no other poll of the session in flight, the answer is held back and the
+// poll served again once the library caught up (within pollRetryFor).
+func (e *sockjsEndpoint) servePoll(w http.ResponseWriter, r *http.Request, id string) {
+	e.mu.Lock()
+	a := e.sessions[id]
+	if a != nil {
+		a.polls++
+	}
+	e.mu.Unlock()
+	if a == nil {
+		e.lib.ServeHTTP(w, r)
+		return
+	}
+	defer func() {
+		e.mu.Lock()
+		a.polls--
+		e.mu.Unlock()
+	}()
+	deadline := time.Now().Add(pollRetryFor)
+	for {
+		pw := &pollWriter{header: http.Header{}, d: &a.deliveries}
+		e.lib.ServeHTTP(pw, r)
+		e.mu.Lock()
+		alone := a.polls == 1
+		e.mu.Unlock()
+		if !pw.busy() || !alone || time.Now().After(deadline) || r.Context().Err() != nil {
+			pw.copyTo(w)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// pollRetryFor bounds how long a poll that raced the library's detach of
+// the previous one is retried.
+const pollRetryFor = 100 * time.Millisecond
+
+// pollWriter holds a poll's whole answer (one frame) until it is known not
+// to be the library's mistaken c[2010,…].
+type pollWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	d      *deliveries
+}
+
+func (w *pollWriter) Header() http.Header { return w.header }
+func (w *pollWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+func (w *pollWriter) Write(b []byte) (int, error) { return w.body.Write(b) }
+func (w *pollWriter) Flush()                      {}
+
+// busy reports whether the answer is "another connection still open".
+func (w *pollWriter) busy() bool {
+	return bytes.Contains(w.body.Bytes(), []byte(`c[2010,`))
+}
+
+func (w *pollWriter) copyTo(dst http.ResponseWriter) {
+	for k, v := range w.header {
+		dst.Header()[k] = v
+	}
+	if w.status != 0 {
+		dst.WriteHeader(w.status)
+	}
+	b := w.body.Bytes()
+	if _, err := dst.Write(b); err == nil && bytes.Contains(b, []byte("a[")) {
+		w.d.add()
+	}
+}
+
+// watchDeliveries wraps the response of a receiving request of session id
+// so that the session's client knows when queued messages went out
+// (libClient.Close).
+func (e *sockjsEndpoint) watchDeliveries(w http.ResponseWriter, id string) http.ResponseWriter {
+	e.mu.Lock()
+	a := e.sessions[id]
+	e.mu.Unlock()
+	if a == nil {
+		return w
+	}
+	return &deliveryWriter{ResponseWriter: w, d: &a.deliveries}
+}
+
+// deliveries counts the message frames (a[…]) written to a session's
+// receiving requests, whatever the transport's framing around them.
+type deliveries struct {
+	mu   sync.Mutex
+	n    int64
+	wake chan struct{} // closed at the next delivery
+}
+
+func (d *deliveries) count() (int64, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.wake == nil {
+		d.wake = make(chan struct{})
+	}
+	return d.n, d.wake
+}
+
+func (d *deliveries) add() {
+	d.mu.Lock()
+	d.n++
+	if d.wake != nil {
+		close(d.wake)
+		d.wake = nil
+	}
+	d.mu.Unlock()
+}
+
+// deliveryWriter is a receiving request's response, counting the message
+// frames written to it. The library writes each frame with one Write.
+type deliveryWriter struct {
+	http.ResponseWriter
+	d *deliveries
+}
+
+func (w *deliveryWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	if err == nil && bytes.Contains(b, []byte("a[")) {
+		w.d.add()
+	}
+	return n, err
+}
+
+func (w *deliveryWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // sockjsCallback is what the library accepts as a jsonp or htmlfile
@@ -266,7 +411,11 @@ func (e *sockjsEndpoint) started(s sockjs.Session) {
 		_ = s.Close(websocket.CloseTryAgainLater, "stompgate: session not admitted")
 		return
 	}
-	e.bridge(libClient{s}, s.Request(), s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
+	e.mu.Lock()
+	a := e.sessions[s.ID()] // claimed: it stays until the session ends
+	e.mu.Unlock()
+	client := &libClient{s: s, d: &a.deliveries, wait: e.h.opts.SockJS.DisconnectDelay}
+	e.bridge(client, s.Request(), s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
 }
 
 // upstreamURL is the broker's WebSocket URL for a SockJS session under this
@@ -350,11 +499,58 @@ func (e *sockjsEndpoint) forgetAdmitted(id string) {
 }
 
 // libClient is a sockjs-go session as the bridge's client.
-type libClient struct{ s sockjs.Session }
+//
+// sockjs-go queues what is sent while the client has no receiving request
+// open (between polls), and drops that queue when the session closes: the
+// STOMP ERROR stompgate sends before its close would be lost. So Close
+// first waits, for at most the disconnect delay, until a receiving request
+// took what was queued (deliveries).
+type libClient struct {
+	s    sockjs.Session
+	d    *deliveries
+	wait time.Duration
 
-func (c libClient) Recv(ctx context.Context) (string, error) { return c.s.RecvCtx(ctx) }
-func (c libClient) Send(msg string) error                    { return c.s.Send(msg) }
-func (c libClient) Close(code int, reason string)            { _ = c.s.Close(uint32(code), reason) }
+	queued bool  // the last Send found no receiving request
+	mark   int64 // deliveries before it
+}
+
+func (c *libClient) Recv(ctx context.Context) (string, error) { return c.s.RecvCtx(ctx) }
+
+// Send is called from the bridge's one sending goroutine, as is Close.
+func (c *libClient) Send(msg string) error {
+	before, _ := c.d.count()
+	if err := c.s.Send(msg); err != nil {
+		return err
+	}
+	if after, _ := c.d.count(); after > before {
+		c.queued = false // written to an open request
+	} else if !c.queued {
+		c.queued, c.mark = true, before
+	}
+	return nil
+}
+
+func (c *libClient) Close(code int, reason string) {
+	if c.queued {
+		deadline := time.NewTimer(c.wait)
+		defer deadline.Stop()
+	wait:
+		for {
+			n, wake := c.d.count()
+			if n > c.mark {
+				break
+			}
+			select {
+			case <-wake:
+			case <-deadline.C:
+				break wait
+			case <-c.s.Context().Done():
+				break wait
+			}
+		}
+	}
+	_ = c.s.Close(uint32(code), reason)
+}
 
 func receiverName(t sockjs.ReceiverType) string {
 	switch t {
