@@ -75,15 +75,21 @@ func newSockJSEndpoint(h *Handler, prefix string) *sockjsEndpoint {
 	return e
 }
 
-// serves reports whether path belongs to this endpoint's SockJS protocol.
+// serves reports whether r belongs to this endpoint's SockJS protocol.
 // Other paths under the prefix (Spring's raw /websocket endpoint, say) are
-// proxied as usual.
-func (e *sockjsEndpoint) serves(path string) bool {
-	rest, ok := strings.CutPrefix(path, e.prefix)
+// proxied as usual, and so is a WebSocket upgrade at the prefix itself:
+// SockJS has none there (its raw transport is <prefix>/websocket), and a
+// broker whose SockJS and raw endpoints share a path (RabbitMQ Web-STOMP's
+// /ws) serves its WebSocket clients there.
+func (e *sockjsEndpoint) serves(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, e.prefix)
 	if !ok {
 		return false
 	}
-	return rest == "" || rest == "/" || rest == "/info" || sockjsIframePath.MatchString(rest) || sockjsSessionPath.MatchString(rest)
+	if rest == "" || rest == "/" {
+		return !websocket.IsWebSocketUpgrade(r)
+	}
+	return rest == "/info" || sockjsIframePath.MatchString(rest) || sockjsSessionPath.MatchString(rest)
 }
 
 func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -74,3 +74,32 @@ func TestSockJSXHRPollingEcho(t *testing.T) {
 		t.Errorf("closed_by %v, want client", got)
 	}
 }
+
+// A WebSocket upgrade at the SockJS prefix itself is not SockJS (whose raw
+// transport is <prefix>/<server>/<session>/websocket): it is proxied as a
+// plain WebSocket session, so that WebSocket clients of a broker whose
+// SockJS and raw endpoints share a path (RabbitMQ Web-STOMP's /ws) keep
+// working when SockJS is turned on.
+func TestSockJSPrefixWebSocketUpgradeIsProxied(t *testing.T) {
+	p, up := sockjsProxy(t, echo, func(o *Options) { o.SockJS.UpstreamSuffix = "" })
+	for _, path := range []string{"/ws", "/ws/"} {
+		c := dial(t, p.url(path), nil, "v12.stomp")
+		if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "hello" {
+			t.Fatalf("%s: read %q, %v; want the echo", path, msg, err)
+		}
+		c.Close()
+		up.mu.Lock()
+		got := up.lastReq.URL.Path
+		up.mu.Unlock()
+		if got != path {
+			t.Errorf("upstream path %q, want %q", got, path)
+		}
+	}
+	if code, body := httpDo(t, "GET", p.srv.URL+"/ws", ""); code != 200 || !strings.Contains(body, "Welcome to SockJS!") {
+		t.Errorf("GET /ws: %d %q; want SockJS's greeting", code, body)
+	}
+}
