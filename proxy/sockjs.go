@@ -190,13 +190,24 @@ func (e *sockjsEndpoint) claim(id string) bool {
 }
 
 // forget removes session id once its session ended (its slot is freed by
-// the session's own end).
+// the session's own end), after the disconnect delay: until then the
+// SockJS session still holds what the proxy wrote last (a drain's ERROR and
+// c[1012,…], say) for the client's next request, which must reach it
+// rather than be admitted as a new session, and be refused while draining.
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
-	if a := e.sessions[id]; a != nil && a.claimed {
-		delete(e.sessions, id)
-	}
+	a := e.sessions[id]
 	e.mu.Unlock()
+	if a == nil || !a.claimed {
+		return
+	}
+	time.AfterFunc(e.h.opts.SockJS.DisconnectDelay, func() {
+		e.mu.Lock()
+		if e.sessions[id] == a {
+			delete(e.sessions, id)
+		}
+		e.mu.Unlock()
+	})
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client
