@@ -89,7 +89,7 @@ func New(opts Options) (*Handler, error) {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, e := range h.sockjs {
-		if e.serves(r.URL.Path) {
+		if e.serves(r) {
 			e.ServeHTTP(w, r)
 			return
 		}

@@ -77,15 +77,21 @@ func newSockJSEndpoint(h *Handler, prefix string) *sockjsEndpoint {
 	return e
 }
 
-// serves reports whether path belongs to this endpoint's SockJS protocol.
+// serves reports whether r belongs to this endpoint's SockJS protocol.
 // Other paths under the prefix (Spring's raw /websocket endpoint, say) are
-// proxied as usual.
-func (e *sockjsEndpoint) serves(path string) bool {
-	rest, ok := strings.CutPrefix(path, e.prefix)
+// proxied as usual, and so is a WebSocket upgrade at the prefix itself:
+// SockJS has none there (its raw transport is <prefix>/websocket), and a
+// broker whose SockJS and raw endpoints share a path (RabbitMQ Web-STOMP's
+// /ws) serves its WebSocket clients there.
+func (e *sockjsEndpoint) serves(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, e.prefix)
 	if !ok {
 		return false
 	}
-	return rest == "" || rest == "/" || rest == "/info" || sockjsIframePath.MatchString(rest) || sockjsSessionPath.MatchString(rest)
+	if rest == "" || rest == "/" {
+		return !websocket.IsWebSocketUpgrade(r)
+	}
+	return rest == "/info" || sockjsIframePath.MatchString(rest) || sockjsSessionPath.MatchString(rest)
 }
 
 func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -349,13 +355,24 @@ func (e *sockjsEndpoint) claim(id string) bool {
 }
 
 // forget removes session id once its session ended (its slot is freed by
-// the session's own end).
+// the session's own end), after the disconnect delay: until then the
+// SockJS session still holds what the proxy wrote last (a drain's ERROR and
+// c[1012,…], say) for the client's next request, which must reach it
+// rather than be admitted as a new session, and be refused while draining.
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
-	if a := e.sessions[id]; a != nil && a.claimed {
-		delete(e.sessions, id)
-	}
+	a := e.sessions[id]
 	e.mu.Unlock()
+	if a == nil || !a.claimed {
+		return
+	}
+	time.AfterFunc(e.h.opts.SockJS.DisconnectDelay, func() {
+		e.mu.Lock()
+		if e.sessions[id] == a {
+			delete(e.sessions, id)
+		}
+		e.mu.Unlock()
+	})
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -72,5 +73,71 @@ func TestSockJSXHRPollingEcho(t *testing.T) {
 	}
 	if got := e.ContextMap()["closed_by"]; got != "client" {
 		t.Errorf("closed_by %v, want client", got)
+	}
+}
+
+// A WebSocket upgrade at the SockJS prefix itself is not SockJS (whose raw
+// transport is <prefix>/<server>/<session>/websocket): it is proxied as a
+// plain WebSocket session, so that WebSocket clients of a broker whose
+// SockJS and raw endpoints share a path (RabbitMQ Web-STOMP's /ws) keep
+// working when SockJS is turned on.
+func TestSockJSPrefixWebSocketUpgradeIsProxied(t *testing.T) {
+	p, up := sockjsProxy(t, echo, func(o *Options) { o.SockJS.UpstreamSuffix = "" })
+	for _, path := range []string{"/ws", "/ws/"} {
+		c := dial(t, p.url(path), nil, "v12.stomp")
+		if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "hello" {
+			t.Fatalf("%s: read %q, %v; want the echo", path, msg, err)
+		}
+		c.Close()
+		up.mu.Lock()
+		got := up.lastReq.URL.Path
+		up.mu.Unlock()
+		if got != path {
+			t.Errorf("upstream path %q, want %q", got, path)
+		}
+	}
+	if code, body := httpDo(t, "GET", p.srv.URL+"/ws", ""); code != 200 || !strings.Contains(body, "Welcome to SockJS!") {
+		t.Errorf("GET /ws: %d %q; want SockJS's greeting", code, body)
+	}
+}
+
+// A drain that ends an xhr-polling session while its client is between
+// polls: the client's next poll gets the c[1012,…] the proxy wrote, not a
+// 503 for a new session on a draining instance. (The echo upstream sends
+// no CONNECTED, so no ERROR comes first; TestDemoSockJSXHRPolling in
+// cmd/stompgate shows both against a STOMP broker.)
+func TestSockJSDrainBetweenPollsDeliversTheCloseFrame(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/s1/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	if code, body := httpDo(t, "POST", base+"xhr_send", `["CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\u0000"]`); code != 204 {
+		t.Fatalf("send: %d %q", code, body)
+	}
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || !strings.HasPrefix(body, `a["CONNECT\n`) {
+		t.Fatalf("poll: %d %q", code, body) // the echo upstream answers CONNECT with CONNECT
+	}
+	if !p.h.Drain(context.Background(), DrainOptions{}) {
+		t.Fatal("the drain did not end the session")
+	}
+	var got []string
+	for len(got) < 4 && !strings.HasPrefix(strings.Join(got, ""), "c[") {
+		code, body := httpDo(t, "POST", base+"xhr", "")
+		if code != 200 {
+			t.Fatalf("poll after the drain: %d %q; read before: %q", code, body, got)
+		}
+		got = append(got, body)
+		if strings.HasPrefix(body, "c[") {
+			break
+		}
+	}
+	all := strings.Join(got, "")
+	if !strings.HasSuffix(all, "c[1012,\"server restarting, reconnect\"]\n") {
+		t.Errorf("after the drain the client read %q; want c[1012,\"server restarting, reconnect\"]", got)
 	}
 }

@@ -17,8 +17,12 @@ import (
 
 // demoDefaults are the settings `stompgate demo` uses unless the
 // environment sets them: everything on loopback, heart-beats every 2 s so
-// the page's counters move, and a quick shutdown.
+// the page's counters move, a quick shutdown, and SockJS at /ws (the
+// page's SockJS switch) with the demo's own copy of sockjs-client for the
+// iframe page, so that nothing is loaded from a CDN.
 var demoDefaults = map[string]string{
+	"SOCKJS_PATHS":       "/ws",
+	"SOCKJS_CLIENT_URL":  demo.SockJSClientPath,
 	"LISTEN_ADDR":        "127.0.0.1:8090",
 	"ADMIN_ADDR":         "127.0.0.1:9095",
 	"UPSTREAM_HEARTBEAT": "2000,2000",

@@ -369,6 +369,13 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		// past the pod's grace period.
 		log.Warn("drain did not finish in time", zap.Int("sessions", h.ActiveSessions()))
 	}
+	if len(cfg.SockJSPaths) > 0 {
+		// A drained SockJS session's ERROR and c[1012,…] wait in its SockJS
+		// session for the client's next request after the proxied session
+		// ended: a polling client asks again at once, so the listener
+		// stays open CLOSE_TIMEOUT longer for it to fetch them.
+		time.Sleep(cfg.CloseTimeout)
+	}
 	stopAccepting.Stop() // when the drain ended before the listener closed
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout)
 	defer cancel()

@@ -2,8 +2,8 @@ package main
 
 // Tests that run stompgate as a real process: the test binary re-executes
 // itself with STOMPGATE_TEST_HELPER set, and then runs main's run (the
-// whole serve path, configured by the environment, with real signals), or
-// a small upstream HTTP server, or the Spring-semantics STOMP broker
+// whole serve path, configured by the environment, with real signals),
+// `stompgate demo` (demo_test.go), or a small upstream HTTP server, or the Spring-semantics STOMP broker
 // (frozen_test.go), either of which a test can freeze with SIGSTOP.
 
 import (
@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "stompgate":
 		os.Exit(run(nil, os.Stdout, os.Stderr))
+	case "demo":
+		os.Exit(demoCommand(os.Stdout, os.Stderr))
 	case "upstream":
 		os.Exit(helperUpstream())
 	case "springbroker":

@@ -6,7 +6,8 @@
 # 1. The manifests parse (python3-yaml) and say what the README says: native
 #    sidecar, probes on the admin port, preStop POST /drain + sleep ==
 #    SHUTDOWN_TIMEOUT, grace period budget, Service -> 8090, ingress timeouts
-#    >= STOMPGATE_IDLE_TIMEOUT.
+#    >= STOMPGATE_IDLE_TIMEOUT; sockjs-affinity.yaml pins sessions by cookie
+#    and turns buffering off.
 # 2. The sidecar's STOMPGATE_* environment, exactly as written in the
 #    manifest, passes `stompgate config validate`.
 # 3. nginx -t accepts nginx-stompgate.conf as written (inside an http block).
@@ -138,7 +139,25 @@ for k, v in env.items():
     if k.startswith("STOMPGATE_"):
         print(f"{k}={v}")
 EOF
+
 cat "$T/manifest.txt"
+# SockJS affinity (sockjs-affinity.yaml): what README.md's "SockJS" section says.
+$PY - "$DIR/sockjs-affinity.yaml" <<'EOF' || fail "sockjs-affinity.yaml checks"
+import sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1]))}
+a = docs["Ingress"]["metadata"]["annotations"]
+p = "nginx.ingress.kubernetes.io/"
+assert a[p + "affinity"] == "cookie" and a[p + "session-cookie-path"] == "/ws", a
+assert a[p + "proxy-buffering"] == "off", a
+for k in ("proxy-read-timeout", "proxy-send-timeout"):
+    assert int(a[p + k]) >= 60, (k, a[p + k])  # >= STOMPGATE_IDLE_TIMEOUT's default
+b = docs["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+assert b == {"name": "chat", "port": {"name": "ws"}}, b
+r = docs["HTTPRoute"]["spec"]["rules"][0]
+assert r["sessionPersistence"]["type"] == "Cookie", r
+assert r["backendRefs"] == [{"name": "chat", "port": 8090}], r
+print("ok   sockjs-affinity.yaml: Ingress cookie affinity on /ws, proxy-buffering off, timeouts >= 60s; HTTPRoute sessionPersistence Cookie -> chat:8090")
+EOF
 
 # ---------------------------------------------------------------- 2. config
 go build -o "$T/stompgate" ./cmd/stompgate

@@ -57,7 +57,7 @@ func TestPage(t *testing.T) {
 	if !strings.Contains(body, `data-admin-port="19095"`) {
 		t.Errorf("the page does not carry the admin port")
 	}
-	for _, id := range []string{"state", "close", "stomp-error", "message-input", "send", "messages",
+	for _, id := range []string{"transport", "state", "close", "stomp-error", "message-input", "send", "messages",
 		"page-hb-sent", "page-hb-received", "sessions", "session-count", "admin-status"} {
 		if !strings.Contains(body, `id="`+id+`"`) {
 			t.Errorf("no element with id %q", id)
@@ -83,7 +83,7 @@ func TestPageEscapesAdminPort(t *testing.T) {
 
 func TestUnknownPathIs404(t *testing.T) {
 	srv := serve(t, Options{AdminPort: "9095"})
-	for _, path := range []string{"/nope", "/ws/x", "/index.html"} {
+	for _, path := range []string{"/nope", "/ws/x", "/ws/websocket/x", "/sockjs-client/", "/index.html"} {
 		if resp, _ := get(t, srv.URL+path); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %s, want 404", path, resp.Status)
 		}
@@ -106,5 +106,35 @@ func TestBrokerAtWS(t *testing.T) {
 	c.Send([]byte("SEND\ndestination:/topic/demo\ncontent-type:text/plain;charset=utf-8\ncontent-length:5\n\nhello\x00"))
 	if f := c.Expect(5*time.Second, "MESSAGE"); f.Headers["destination"] != "/topic/demo" || string(f.Body) != "hello" {
 		t.Fatalf("got %v, want the MESSAGE on /topic/demo", f)
+	}
+}
+
+// /ws/websocket, where stompgate's SockJS termination dials, is the same
+// broker.
+func TestBrokerAtWSWebsocket(t *testing.T) {
+	srv := serve(t, Options{AdminPort: "9095"})
+	c := stomptest.Dial(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/websocket", stomptest.Subprotocols("v12.stomp"))
+	if f := c.Connect("accept-version", "1.2", "host", "localhost", "heart-beat", "0,0"); f.Headers["version"] != "1.2" {
+		t.Fatalf("got %v, want CONNECTED version 1.2", f)
+	}
+}
+
+// The page's SockJS switch loads sockjs-client from the demo, which serves
+// it with its licence.
+func TestSockJSClientIsServed(t *testing.T) {
+	srv := serve(t, Options{AdminPort: "9095"})
+	resp, body := get(t, srv.URL+SockJSClientPath)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(body, "/* sockjs-client v1.6.1 | http://sockjs.org | MIT license */") {
+		t.Fatalf("GET %s: %s, %.80q", SockJSClientPath, resp.Status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if resp, body := get(t, srv.URL+sockjsClientLicensePath); resp.StatusCode != http.StatusOK || !strings.Contains(body, "The MIT License") {
+		t.Errorf("GET %s: %s, %.80q", sockjsClientLicensePath, resp.Status, body)
+	}
+	_, page := get(t, srv.URL+"/")
+	if !strings.Contains(page, `const SOCKJS_CLIENT = "`+SockJSClientPath+`"`) {
+		t.Errorf("the page does not load sockjs-client from %s", SockJSClientPath)
 	}
 }
