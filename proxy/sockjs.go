@@ -432,7 +432,15 @@ func (e *sockjsEndpoint) started(s sockjs.Session) {
 	a := e.sessions[s.ID()] // claimed: it stays until the session ends
 	e.mu.Unlock()
 	client := &libClient{s: s, d: &a.deliveries, wait: e.h.opts.SockJS.DisconnectDelay}
-	e.bridge(client, s.Request(), s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
+	// The library's request has the prefix stripped: the session's path
+	// (log line, /debug/sessions) is the one the client asked for.
+	r := s.Request()
+	if !strings.HasPrefix(r.URL.Path, e.prefix+"/") {
+		r = r.Clone(r.Context())
+		r.URL.Path = e.prefix + r.URL.Path
+		r.URL.RawPath = ""
+	}
+	e.bridge(client, r, s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
 }
 
 // upstreamURL is the broker's WebSocket URL for a SockJS session under this

@@ -141,3 +141,15 @@ func TestSockJSDrainBetweenPollsDeliversTheCloseFrame(t *testing.T) {
 		t.Errorf("after the drain the client read %q; want c[1012,\"server restarting, reconnect\"]", got)
 	}
 }
+
+// The session's path is the one the client asked for, prefix included,
+// whatever the transport.
+func TestSockJSSessionPathKeepsThePrefix(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/s2/"
+	httpDo(t, "POST", base+"xhr", "")
+	e := p.waitSessionEnd(t, 5*time.Second)
+	if got := e.ContextMap()["path"]; got != "/ws/000/s2/xhr" {
+		t.Errorf("path %v, want /ws/000/s2/xhr", got)
+	}
+}
