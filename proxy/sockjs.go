@@ -184,13 +184,25 @@ func (e *sockjsEndpoint) claim(id string) bool {
 }
 
 // forget removes session id once its session ended (its slot is freed by
-// the session's own end).
+// the session's own end), after the disconnect delay: the library keeps an
+// ended session that long after its last request, to answer the client's
+// next request with the close frame (a polling client gets c[1012,…] of a
+// drain on the request after the one that carried the ERROR). Until then
+// such a request is no new session to admit, and must not be refused.
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
-	if a := e.sessions[id]; a != nil && a.claimed {
-		delete(e.sessions, id)
-	}
+	a := e.sessions[id]
 	e.mu.Unlock()
+	if a == nil || !a.claimed {
+		return
+	}
+	time.AfterFunc(e.h.opts.SockJS.DisconnectDelay, func() {
+		e.mu.Lock()
+		if e.sessions[id] == a {
+			delete(e.sessions, id)
+		}
+		e.mu.Unlock()
+	})
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client

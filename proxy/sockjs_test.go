@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +76,34 @@ func TestSockJSXHRPollingEcho(t *testing.T) {
 	if got := e.ContextMap()["closed_by"]; got != "client" {
 		t.Errorf("closed_by %v, want client", got)
 	}
+}
+
+// A polling client whose session a drain ended gets the close frame
+// c[1012,…] on its next request, the one after the request that carried
+// the session's last messages: the session id stays known to admission
+// for the disconnect delay, as the library keeps the session to answer it,
+// so that request is not refused as a new session while draining (503,
+// which sockjs-client reports as 1006).
+func TestSockJSDrainedPollingClientGetsCloseFrame(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/s1/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if !p.h.Drain(ctx, DrainOptions{}) {
+		t.Fatal("the drain did not end the session")
+	}
+	p.waitSessionEnd(t, time.Second)
+	code, body := httpDo(t, "POST", base+"xhr", "")
+	if want := "c[1012,\"" + DrainMessage + "\"]\n"; code != 200 || body != want {
+		t.Fatalf("poll after the drain ended the session: %d %q, want 200 %q", code, body, want)
+	}
+	// The library drops the ended session the disconnect delay after that
+	// request.
+	waitFor(t, 3*time.Second, func() bool {
+		buf := make([]byte, 1<<20)
+		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("sockjs.(*Handler).sessionByRequest"))
+	})
 }
