@@ -258,7 +258,22 @@ func (e *sockjsEndpoint) started(s sockjs.Session) {
 		_ = s.Close(websocket.CloseTryAgainLater, "stompgate: session not admitted")
 		return
 	}
-	e.bridge(libClient{s}, s.Request(), s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
+	e.bridge(libClient{s}, e.unstripped(s.Request()), s.ID(), "sockjs/"+receiverName(s.ReceiverType()))
+}
+
+// unstripped is a request the library passed on with the prefix stripped
+// from its path (http.StripPrefix), with the path the client asked for:
+// the session's log line and /debug/sessions show it, as for the
+// websocket transport.
+func (e *sockjsEndpoint) unstripped(r *http.Request) *http.Request {
+	if strings.HasPrefix(r.URL.Path, e.prefix+"/") {
+		return r
+	}
+	u := *r.URL
+	u.Path, u.RawPath = e.prefix+u.Path, ""
+	full := *r
+	full.URL = &u
+	return &full
 }
 
 // upstreamURL is the broker's WebSocket URL for a SockJS session under this

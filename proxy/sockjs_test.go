@@ -76,6 +76,9 @@ func TestSockJSXHRPollingEcho(t *testing.T) {
 	if got := e.ContextMap()["closed_by"]; got != "client" {
 		t.Errorf("closed_by %v, want client", got)
 	}
+	if got := e.ContextMap()["path"]; got != "/ws/000/s1/xhr" {
+		t.Errorf("path %v, want the one the client asked for, /ws/000/s1/xhr", got)
+	}
 }
 
 // A polling client whose session a drain ended gets the close frame
