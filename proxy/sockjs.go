@@ -57,6 +57,7 @@ type sockjsEndpoint struct {
 // starts (claimed), a timer gives the slot back should it never start.
 type sockjsAdmission struct {
 	claimed bool
+	ended   bool // the session ended; the id is kept for the disconnect delay
 	expire  *time.Timer
 }
 
@@ -192,6 +193,9 @@ func (e *sockjsEndpoint) claim(id string) bool {
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
 	a := e.sessions[id]
+	if a != nil && a.claimed {
+		a.ended = true
+	}
 	e.mu.Unlock()
 	if a == nil || !a.claimed {
 		return
@@ -203,6 +207,30 @@ func (e *sockjsEndpoint) forget(id string) {
 		}
 		e.mu.Unlock()
 	})
+}
+
+// closing reports whether a session ended within the disconnect delay.
+func (e *sockjsEndpoint) closing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.sessions {
+		if a.ended {
+			return true
+		}
+	}
+	return false
+}
+
+// SockJSClosing reports whether a SockJS session ended within the SockJS
+// disconnect delay: its client, when polling, may not have fetched its
+// close frame yet (it does with its next request).
+func (h *Handler) SockJSClosing() bool {
+	for _, e := range h.sockjs {
+		if e.closing() {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client

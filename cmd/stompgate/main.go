@@ -260,7 +260,9 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	// runs under its own SHUTDOWN_TIMEOUT.
 	drainDone := make(chan struct{})
 	var stopAccepting *time.Timer
+	var drainStart time.Time
 	startDrain := sync.OnceFunc(func() {
+		drainStart = time.Now()
 		// After SHUTDOWN_DELAY the handler refuses every handshake (503),
 		// so the listener has nothing left to offer: it is closed then,
 		// rather than when the last session ends, up to DRAIN_PERIOD and
@@ -368,6 +370,16 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		// Only when a POST /drain started long ago is stuck: never wait
 		// past the pod's grace period.
 		log.Warn("drain did not finish in time", zap.Int("sessions", h.ActiveSessions()))
+	}
+	if h.SockJSClosing() {
+		// A polling SockJS client fetches the close frame c[1012,…] of a
+		// session the drain ended with its next request, the one after
+		// the response that carried the ERROR: the listener stays open
+		// for it as long as a close handshake is given, within the
+		// shutdown's bound.
+		if wait := min(cfg.CloseTimeout, time.Until(drainStart.Add(cfg.ShutdownTimeout+cfg.CloseTimeout))); wait > 0 {
+			time.Sleep(wait)
+		}
 	}
 	stopAccepting.Stop() // when the drain ended before the listener closed
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout)
