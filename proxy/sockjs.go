@@ -131,7 +131,15 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !e.admit(w, r, log, id, false) {
 		return
 	}
-	e.lib.ServeHTTP(w, r)
+	switch transport {
+	case "xhr":
+		e.servePoll(w, r, []byte(sockjsAnotherConnection+"\n"))
+	case "jsonp":
+		quoted, _ := json.Marshal(sockjsAnotherConnection)
+		e.servePoll(w, r, []byte(r.URL.Query().Get("c")+"("+string(quoted)+");\r\n"))
+	default:
+		e.lib.ServeHTTP(w, r)
+	}
 }
 
 // admit admits a request that opens SockJS session id (one not known yet,

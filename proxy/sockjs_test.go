@@ -3,10 +3,12 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,6 +107,84 @@ func TestSockJSDrainedPollingClientGetsCloseFrame(t *testing.T) {
 	}
 	// The library drops the ended session the disconnect delay after that
 	// request.
+	waitLibrarySessionsGone(t)
+}
+
+// Clients that poll again as soon as a poll returned, while messages keep
+// coming, are never told c[2010,"Another connection still open"], which
+// would end their sessions: the library lets go of the previous poll in a
+// goroutine of its own, after the response, and stompgate tries such a
+// refused poll again.
+func TestSockJSPollingAtOnceIsNotRefused(t *testing.T) {
+	for _, tc := range []struct {
+		transport      string
+		poll, send     string // method and path below the session
+		opened, answer string // prefix of the opening poll's answer, and of later ones
+	}{
+		{"xhr", "POST xhr", "xhr_send", "o\n", "a["},
+		{"jsonp", "GET jsonp?c=cb", "jsonp_send", `cb("o");`, `cb("a[`},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			const sessions, polls = 8, 150
+			p, _ := sockjsProxy(t, echo, nil)
+			method, poll, _ := strings.Cut(tc.poll, " ")
+			var wg sync.WaitGroup
+			refused := make(chan string, sessions)
+			for n := range sessions {
+				base := fmt.Sprintf("%s/ws/000/s%d/", p.srv.URL, n)
+				if code, body := httpDo(t, method, base+poll, ""); code != 200 || !strings.HasPrefix(body, tc.opened) {
+					t.Fatalf("open: %d %q", code, body)
+				}
+				stop := make(chan struct{})
+				wg.Add(2)
+				go func() { // the sender
+					defer wg.Done()
+					client := &http.Client{Timeout: 5 * time.Second}
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(time.Millisecond):
+						}
+						if resp, err := client.Post(base+tc.send, "text/plain", strings.NewReader(`["x"]`)); err == nil {
+							resp.Body.Close()
+						}
+					}
+				}()
+				go func() { // the poller
+					defer wg.Done()
+					defer close(stop)
+					client := &http.Client{Timeout: 5 * time.Second}
+					for i := range polls {
+						req, _ := http.NewRequest(method, base+poll, nil)
+						resp, err := client.Do(req)
+						if err != nil {
+							refused <- fmt.Sprintf("session %d, poll %d: %v", n, i, err)
+							return
+						}
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if !strings.HasPrefix(string(b), tc.answer) {
+							refused <- fmt.Sprintf("session %d, poll %d: %q", n, i, b)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(refused)
+			for r := range refused {
+				t.Error(r)
+			}
+			waitLibrarySessionsGone(t)
+		})
+	}
+}
+
+// waitLibrarySessionsGone waits until the library dropped every session,
+// the disconnect delay after its last request.
+func waitLibrarySessionsGone(t *testing.T) {
+	t.Helper()
 	waitFor(t, 3*time.Second, func() bool {
 		buf := make([]byte, 1<<20)
 		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("sockjs.(*Handler).sessionByRequest"))
