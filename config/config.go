@@ -104,6 +104,12 @@ func Load(environ []string) (Config, error) {
 		opts.Environment = env.ToMap(environ)
 	}
 	cfg, err := env.ParseAsWithOptions[Config](opts)
+	// The env package applies envDefault to a variable set to "" as well;
+	// an empty SOCKJS_UPSTREAM_SUFFIX is a value of its own (RabbitMQ
+	// Web-STOMP's raw endpoint is the SockJS prefix itself).
+	if v, set := lookupEnv(opts.Environment, Prefix+"SOCKJS_UPSTREAM_SUFFIX"); set && v == "" {
+		cfg.SockJSUpstreamSuffix = ""
+	}
 	var problems []error
 	failed := map[string]bool{} // variables that did not even parse
 	if err != nil {
@@ -127,6 +133,16 @@ func Load(environ []string) (Config, error) {
 		return cfg, &Error{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// lookupEnv looks key up in environ, or in the process environment when
+// environ is nil (as Load reads it).
+func lookupEnv(environ map[string]string, key string) (string, bool) {
+	if environ == nil {
+		return os.LookupEnv(key)
+	}
+	v, ok := environ[key]
+	return v, ok
 }
 
 // describeParseError rewrites the env library's errors, which name Go struct

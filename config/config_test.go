@@ -195,3 +195,29 @@ func TestMaxRequestHeaderBytes(t *testing.T) {
 		t.Errorf("4095 bytes: %v, want an error naming STOMPGATE_MAX_REQUEST_HEADER_BYTES", err)
 	}
 }
+
+// STOMPGATE_SOCKJS_UPSTREAM_SUFFIX set to "" means no suffix (RabbitMQ
+// Web-STOMP); unset, it is Spring's /websocket.
+func TestSockJSUpstreamSuffixEmptyIsAValue(t *testing.T) {
+	for _, tc := range []struct {
+		environ []string
+		want    string
+	}{
+		{nil, "/websocket"},
+		{[]string{"STOMPGATE_SOCKJS_UPSTREAM_SUFFIX="}, ""},
+		{[]string{"STOMPGATE_SOCKJS_UPSTREAM_SUFFIX=/raw"}, "/raw"},
+	} {
+		cfg, err := Load(append([]string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:15674", "STOMPGATE_SOCKJS_PATHS=/ws"}, tc.environ...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.SockJSUpstreamSuffix != tc.want {
+			t.Errorf("%q: suffix %q, want %q", tc.environ, cfg.SockJSUpstreamSuffix, tc.want)
+		}
+	}
+	t.Setenv("STOMPGATE_SOCKJS_UPSTREAM_SUFFIX", "")
+	t.Setenv("STOMPGATE_UPSTREAM_URL", "ws://127.0.0.1:15674")
+	if cfg, err := Load(nil); err != nil || cfg.SockJSUpstreamSuffix != "" {
+		t.Errorf("from the process environment: suffix %q (%v), want empty", cfg.SockJSUpstreamSuffix, err)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -31,112 +30,7 @@ import (
 	"github.com/stompgate/stompgate/internal/stomptest"
 )
 
-// sockjsPrefix is where stompgate serves SockJS; the upstream's raw
-// WebSocket endpoint is the prefix plus the default suffix, as Spring
-// serves it under a .withSockJS() endpoint.
-const (
-	sockjsPrefix   = "/ws"
-	sockjsUpstream = sockjsPrefix + "/websocket"
-)
-
-// ---- a stompgate process with SockJS on -----------------------------------
-
-// sockjsGate is a real stompgate process serving SockJS at sockjsPrefix.
-type sockjsGate struct {
-	addr string                  // the proxy listener, 127.0.0.1:PORT
-	log  *stomptest.LockedBuffer // its JSON log (stderr)
-}
-
-// startSockJSGate builds and runs cmd/stompgate with SockJS at sockjsPrefix
-// in front of upstream (an origin, ws://host:port), a 1 s close timeout,
-// the iframe page's script served locally, and env on top.
-func startSockJSGate(t *testing.T, upstream string, env ...string) *sockjsGate {
-	t.Helper()
-	bin := buildStompgate(t)
-	// The iframe page, which no Node client loads, must still not point at
-	// a CDN.
-	dist := filepath.Join(peers.RepoRoot(t), "e2e", "js", "node_modules", "sockjs-client", "dist")
-	files := httptest.NewServer(http.FileServer(http.Dir(dist)))
-	t.Cleanup(files.Close)
-
-	addr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"STOMPGATE_UPSTREAM_URL=" + upstream,
-		"STOMPGATE_LISTEN_ADDR=" + addr,
-		"STOMPGATE_ADMIN_ADDR=" + adminAddr,
-		"STOMPGATE_SOCKJS_PATHS=" + sockjsPrefix,
-		"STOMPGATE_SOCKJS_CLIENT_URL=" + files.URL + "/sockjs.min.js",
-		"STOMPGATE_CLOSE_TIMEOUT=1s",
-		"STOMPGATE_SHUTDOWN_DELAY=0s",
-		"STOMPGATE_DRAIN_PERIOD=200ms",
-		"STOMPGATE_SHUTDOWN_TIMEOUT=3s",
-	}, env...)
-	g := &sockjsGate{addr: addr, log: &stomptest.LockedBuffer{}}
-	cmd.Stderr = g.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("stompgate log:\n%s", g.log.String())
-		}
-	})
-	if !eventually(10*time.Second, func() bool {
-		resp, err := http.Get("http://" + adminAddr + "/livez")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}) {
-		t.Fatalf("stompgate did not serve its admin API on %s:\n%s", adminAddr, g.log.String())
-	}
-	return g
-}
-
-// sessionLines returns the fields of each "session ended" log line.
-func (g *sockjsGate) sessionLines() []map[string]any {
-	var out []map[string]any
-	for _, l := range strings.Split(g.log.String(), "\n") {
-		var f map[string]any
-		if json.Unmarshal([]byte(l), &f) == nil && f["msg"] == "session ended" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// ---- the Spring-semantics broker, in this process or frozen in its own ----
-
-// startSpringAt is startSpring with the WebSocket endpoint at path.
-func startSpringAt(t *testing.T, path string, sx, sy time.Duration) *spring {
-	t.Helper()
-	p := &spring{changed: make(chan struct{})}
-	p.b = springbroker.New(springbroker.Config{HeartBeat: [2]time.Duration{sx, sy}, Path: path, OnEvent: p.record})
-	p.srv = httptest.NewUnstartedServer(p.b)
-	p.ln = &trackingListener{Listener: p.srv.Listener}
-	p.srv.Listener = p.ln
-	p.srv.Start()
-	t.Cleanup(func() {
-		p.b.Close()
-		p.srv.Close()
-		if t.Failed() {
-			t.Logf("Spring-semantics broker events:\n%s", p.describe())
-		}
-	})
-	return p
-}
+// sockjsGate, startSockJSGate and startSpringAt are in sockjs_test.go.
 
 // springProcessEnv makes the test binary, run as TestSpringBrokerProcess,
 // serve the Spring-semantics broker: "SX,SY" heart-beat in ms.

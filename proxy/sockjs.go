@@ -59,7 +59,8 @@ type sockjsAdmission struct {
 	claimed    bool
 	expire     *time.Timer
 	deliveries deliveries
-	polls      int // polls in flight (servePoll), under the endpoint's mu
+	polls      int  // polls in flight (servePoll), under the endpoint's mu
+	ended      bool // the session ended; the id is kept for the disconnect delay
 }
 
 func newSockJSEndpoint(h *Handler, prefix string) *sockjsEndpoint {
@@ -362,6 +363,9 @@ func (e *sockjsEndpoint) claim(id string) bool {
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
 	a := e.sessions[id]
+	if a != nil && a.claimed {
+		a.ended = true
+	}
 	e.mu.Unlock()
 	if a == nil || !a.claimed {
 		return
@@ -373,6 +377,30 @@ func (e *sockjsEndpoint) forget(id string) {
 		}
 		e.mu.Unlock()
 	})
+}
+
+// closing reports whether a session ended within the disconnect delay.
+func (e *sockjsEndpoint) closing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.sessions {
+		if a.ended {
+			return true
+		}
+	}
+	return false
+}
+
+// SockJSClosing reports whether a SockJS session ended within the SockJS
+// disconnect delay: its client, when polling, may not have fetched its
+// close frame yet (it does with its next request).
+func (h *Handler) SockJSClosing() bool {
+	for _, e := range h.sockjs {
+		if e.closing() {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client

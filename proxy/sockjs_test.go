@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +78,117 @@ func TestSockJSXHRPollingEcho(t *testing.T) {
 	if got := e.ContextMap()["closed_by"]; got != "client" {
 		t.Errorf("closed_by %v, want client", got)
 	}
+	if got := e.ContextMap()["path"]; got != "/ws/000/s1/xhr" {
+		t.Errorf("path %v, want the one the client asked for, /ws/000/s1/xhr", got)
+	}
+}
+
+// A polling client whose session a drain ended gets the close frame
+// c[1012,…] on its next request, the one after the request that carried
+// the session's last messages: the session id stays known to admission
+// for the disconnect delay, as the library keeps the session to answer it,
+// so that request is not refused as a new session while draining (503,
+// which sockjs-client reports as 1006).
+func TestSockJSDrainedPollingClientGetsCloseFrame(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/s1/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if !p.h.Drain(ctx, DrainOptions{}) {
+		t.Fatal("the drain did not end the session")
+	}
+	p.waitSessionEnd(t, time.Second)
+	code, body := httpDo(t, "POST", base+"xhr", "")
+	if want := "c[1012,\"" + DrainMessage + "\"]\n"; code != 200 || body != want {
+		t.Fatalf("poll after the drain ended the session: %d %q, want 200 %q", code, body, want)
+	}
+	// The library drops the ended session the disconnect delay after that
+	// request.
+	waitLibrarySessionsGone(t)
+}
+
+// Clients that poll again as soon as a poll returned, while messages keep
+// coming, are never told c[2010,"Another connection still open"], which
+// would end their sessions: the library lets go of the previous poll in a
+// goroutine of its own, after the response, and stompgate tries such a
+// refused poll again.
+func TestSockJSPollingAtOnceIsNotRefused(t *testing.T) {
+	for _, tc := range []struct {
+		transport      string
+		poll, send     string // method and path below the session
+		opened, answer string // prefix of the opening poll's answer, and of later ones
+	}{
+		{"xhr", "POST xhr", "xhr_send", "o\n", "a["},
+		{"jsonp", "GET jsonp?c=cb", "jsonp_send", `cb("o");`, `cb("a[`},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			const sessions, polls = 8, 150
+			p, _ := sockjsProxy(t, echo, nil)
+			method, poll, _ := strings.Cut(tc.poll, " ")
+			var wg sync.WaitGroup
+			refused := make(chan string, sessions)
+			for n := range sessions {
+				base := fmt.Sprintf("%s/ws/000/s%d/", p.srv.URL, n)
+				if code, body := httpDo(t, method, base+poll, ""); code != 200 || !strings.HasPrefix(body, tc.opened) {
+					t.Fatalf("open: %d %q", code, body)
+				}
+				stop := make(chan struct{})
+				wg.Add(2)
+				go func() { // the sender
+					defer wg.Done()
+					client := &http.Client{Timeout: 5 * time.Second}
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(time.Millisecond):
+						}
+						if resp, err := client.Post(base+tc.send, "text/plain", strings.NewReader(`["x"]`)); err == nil {
+							resp.Body.Close()
+						}
+					}
+				}()
+				go func() { // the poller
+					defer wg.Done()
+					defer close(stop)
+					client := &http.Client{Timeout: 5 * time.Second}
+					for i := range polls {
+						req, _ := http.NewRequest(method, base+poll, nil)
+						resp, err := client.Do(req)
+						if err != nil {
+							refused <- fmt.Sprintf("session %d, poll %d: %v", n, i, err)
+							return
+						}
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if !strings.HasPrefix(string(b), tc.answer) {
+							refused <- fmt.Sprintf("session %d, poll %d: %q", n, i, b)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(refused)
+			for r := range refused {
+				t.Error(r)
+			}
+			waitLibrarySessionsGone(t)
+		})
+	}
+}
+
+// waitLibrarySessionsGone waits until the library dropped every session,
+// the disconnect delay after its last request.
+func waitLibrarySessionsGone(t *testing.T) {
+	t.Helper()
+	waitFor(t, 3*time.Second, func() bool {
+		buf := make([]byte, 1<<20)
+		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("sockjs.(*Handler).sessionByRequest"))
+	})
 }
 
 // A WebSocket upgrade at the SockJS prefix itself is not SockJS (whose raw

@@ -260,7 +260,9 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 	// runs under its own SHUTDOWN_TIMEOUT.
 	drainDone := make(chan struct{})
 	var stopAccepting *time.Timer
+	var drainStart time.Time
 	startDrain := sync.OnceFunc(func() {
+		drainStart = time.Now()
 		// After SHUTDOWN_DELAY the handler refuses every handshake (503),
 		// so the listener has nothing left to offer: it is closed then,
 		// rather than when the last session ends, up to DRAIN_PERIOD and
@@ -369,12 +371,15 @@ func serve(cfg config.Config, log *zap.Logger, x extras) error {
 		// past the pod's grace period.
 		log.Warn("drain did not finish in time", zap.Int("sessions", h.ActiveSessions()))
 	}
-	if len(cfg.SockJSPaths) > 0 {
-		// A drained SockJS session's ERROR and c[1012,…] wait in its SockJS
-		// session for the client's next request after the proxied session
-		// ended: a polling client asks again at once, so the listener
-		// stays open CLOSE_TIMEOUT longer for it to fetch them.
-		time.Sleep(cfg.CloseTimeout)
+	if h.SockJSClosing() {
+		// A polling SockJS client fetches the close frame c[1012,…] of a
+		// session the drain ended with its next request, the one after
+		// the response that carried the ERROR: the listener stays open
+		// for it as long as a close handshake is given, within the
+		// shutdown's bound.
+		if wait := min(cfg.CloseTimeout, time.Until(drainStart.Add(cfg.ShutdownTimeout+cfg.CloseTimeout))); wait > 0 {
+			time.Sleep(wait)
+		}
 	}
 	stopAccepting.Stop() // when the drain ended before the listener closed
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout)
