@@ -68,10 +68,12 @@ func (s *Session) finish(e end) {
 // attribute names the cause that came first. Once the client's DISCONNECT
 // went to the broker, the broker closing or dropping the connection
 // answers it (RabbitMQ closes with 1000 "STOMP died" and sends no
-// RECEIPT), and so does the client leaving: the session ended because
-// the client disconnected.
+// RECEIPT), and so does the broker falling silent (Spring's broker stops
+// its heart-beats there) or the client leaving, even without a close (a
+// SockJS polling client stops polling): the session ended because the
+// client disconnected.
 func (s *Session) attribute(e end) end {
-	if !s.conv.ClientDisconnected() || (e.kind != endClosed && e.kind != endLost) {
+	if !s.conv.ClientDisconnected() || (e.kind != endClosed && e.kind != endLost && e.kind != endDead) {
 		return e
 	}
 	ack := e

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/stompgate/stompgate/inspect"
 	"github.com/stompgate/stompgate/internal/stomptest"
 	"github.com/stompgate/stompgate/internal/tcpinfo"
 	"github.com/stompgate/stompgate/internal/wstest"
@@ -421,5 +423,38 @@ func TestCloseIsBoundedBehindABlockedWrite(t *testing.T) {
 	t.Logf("session ended %v after the decision: %v", took.Round(time.Millisecond), e.ContextMap()["end"])
 	if took > closeTimeout+500*time.Millisecond {
 		t.Fatalf("session ended %v after the decision, want within CLOSE_TIMEOUT (%v)", took, closeTimeout)
+	}
+}
+
+// A broker that falls silent after the client's DISCONNECT (Spring's
+// broker stops its heart-beats there) has answered it: when the client,
+// too, leaves without closing (a SockJS polling client stops polling), the
+// session ended because the client disconnected, not because the broker
+// died.
+func TestSilentBrokerAfterDisconnectIsTheClients(t *testing.T) {
+	up, accept := broker(t)
+	p := newProxy(t, up.wsURL(), stompOpts(func(o *STOMPOptions) {
+		o.UpstreamHeartBeat = inspect.HeartBeat{Send: 100 * time.Millisecond, Receive: 100 * time.Millisecond}
+		o.Keepalive.Tolerance = 2
+	}))
+	c := stompDial(t, p.url("/ws"))
+	b := accept()
+	c.Send([]byte("CONNECT\naccept-version:1.2\n\n\x00"))
+	mustMsg(t, b, time.Second)
+	b.Send([]byte("CONNECTED\nversion:1.2\nheart-beat:100,100\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	c.Send([]byte("DISCONNECT\nreceipt:77\n\n\x00"))
+	if got := mustMsg(t, b, time.Second); !strings.HasPrefix(got, "DISCONNECT") {
+		t.Fatalf("broker got %q", got)
+	}
+	b.Send([]byte("RECEIPT\nreceipt-id:77\n\n\x00"))
+	mustMsg(t, c, time.Second)
+	// Both peers now say nothing and close nothing.
+	e := p.waitSessionEnd(t, 3*time.Second)
+	if got := e.ContextMap()["end"]; got != "client disconnected" {
+		t.Errorf("end %v, want client disconnected", got)
+	}
+	if got := e.ContextMap()["closed_by"]; got != "client" || e.Level != zapcore.InfoLevel {
+		t.Errorf("closed_by %v at %v, want client at info", got, e.Level)
 	}
 }

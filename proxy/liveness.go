@@ -208,7 +208,11 @@ func (lv *liveness) tick() (keepalive.Actions, bool) {
 		if verdict.Hop == keepalive.HopClient {
 			hop = metrics.HopClient
 		}
-		lv.s.h.metrics.LivenessFailure(hop, reason)
+		if !lv.s.conv.ClientDisconnected() {
+			// After the client's DISCONNECT a silent peer is no failure:
+			// the session ends as the client's (attribute).
+			lv.s.h.metrics.LivenessFailure(hop, reason)
+		}
 	}
 	return acts, true
 }
