@@ -61,6 +61,10 @@ type sockjsAdmission struct {
 	deliveries deliveries
 	polls      int  // polls in flight (servePoll), under the endpoint's mu
 	ended      bool // the session ended; the id is kept for the disconnect delay
+	// streams in flight (serveStream) and when the last one ended, under
+	// the endpoint's mu.
+	streams     int
+	streamEnded time.Time
 }
 
 func newSockJSEndpoint(h *Handler, prefix string) *sockjsEndpoint {
@@ -142,7 +146,42 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.servePoll(w, r, id)
 		return
 	}
-	e.lib.ServeHTTP(e.watchDeliveries(w, id), r)
+	e.serveStream(w, r, id)
+}
+
+// streamSettle is how long after a session's streaming request ended the
+// next one is held back: sockjs-go lets go of the old request on a
+// goroutine of its own, and a client reconnecting at once (after the
+// response limit) would otherwise be told c[2010,…], which ends its
+// session. A poll is retried instead (servePoll); a stream's opening bytes
+// are written before the library's refusal, so it cannot be.
+const streamSettle = 20 * time.Millisecond
+
+// serveStream serves a streaming request (xhr_streaming, eventsource,
+// htmlfile) of session id.
+func (e *sockjsEndpoint) serveStream(w http.ResponseWriter, r *http.Request, id string) {
+	e.mu.Lock()
+	a := e.sessions[id]
+	var wait time.Duration
+	if a != nil {
+		if a.streams == 0 && !a.streamEnded.IsZero() {
+			wait = streamSettle - time.Since(a.streamEnded)
+		}
+		a.streams++
+	}
+	e.mu.Unlock()
+	if a == nil {
+		e.lib.ServeHTTP(w, r)
+		return
+	}
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+	e.lib.ServeHTTP(&deliveryWriter{ResponseWriter: w, d: &a.deliveries}, r)
+	e.mu.Lock()
+	a.streams--
+	a.streamEnded = time.Now()
+	e.mu.Unlock()
 }
 
 // servePoll serves one poll (xhr, jsonp) of session id. sockjs-go detaches
@@ -221,19 +260,6 @@ func (w *pollWriter) copyTo(dst http.ResponseWriter) {
 	if _, err := dst.Write(b); err == nil && bytes.Contains(b, []byte("a[")) {
 		w.d.add()
 	}
-}
-
-// watchDeliveries wraps the response of a receiving request of session id
-// so that the session's client knows when queued messages went out
-// (libClient.Close).
-func (e *sockjsEndpoint) watchDeliveries(w http.ResponseWriter, id string) http.ResponseWriter {
-	e.mu.Lock()
-	a := e.sessions[id]
-	e.mu.Unlock()
-	if a == nil {
-		return w
-	}
-	return &deliveryWriter{ResponseWriter: w, d: &a.deliveries}
 }
 
 // deliveries counts the message frames (a[…]) written to a session's
