@@ -104,6 +104,12 @@ func Load(environ []string) (Config, error) {
 		opts.Environment = env.ToMap(environ)
 	}
 	cfg, err := env.ParseAsWithOptions[Config](opts)
+	// The env library gives a variable set to "" its default, but an empty
+	// suffix is a setting of its own: RabbitMQ Web-STOMP serves SockJS and
+	// raw WebSocket on the same path.
+	if v, set := lookupEnv(environ, Prefix+"SOCKJS_UPSTREAM_SUFFIX"); set && v == "" {
+		cfg.SockJSUpstreamSuffix = ""
+	}
 	var problems []error
 	failed := map[string]bool{} // variables that did not even parse
 	if err != nil {
@@ -127,6 +133,16 @@ func Load(environ []string) (Config, error) {
 		return cfg, &Error{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// lookupEnv looks key up in environ ("KEY=value" pairs), or in the process
+// environment when environ is nil.
+func lookupEnv(environ []string, key string) (string, bool) {
+	if environ == nil {
+		return os.LookupEnv(key)
+	}
+	v, set := env.ToMap(environ)[key]
+	return v, set
 }
 
 // describeParseError rewrites the env library's errors, which name Go struct

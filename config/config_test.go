@@ -195,3 +195,31 @@ func TestMaxRequestHeaderBytes(t *testing.T) {
 		t.Errorf("4095 bytes: %v, want an error naming STOMPGATE_MAX_REQUEST_HEADER_BYTES", err)
 	}
 }
+
+// STOMPGATE_SOCKJS_UPSTREAM_SUFFIX set to "" means no suffix (RabbitMQ
+// Web-STOMP), not the default; unset means the default.
+func TestSockJSUpstreamSuffixEmpty(t *testing.T) {
+	base := []string{"STOMPGATE_UPSTREAM_URL=ws://127.0.0.1:15674", "STOMPGATE_SOCKJS_PATHS=/ws"}
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "/websocket"},
+		{[]string{"STOMPGATE_SOCKJS_UPSTREAM_SUFFIX="}, ""},
+		{[]string{"STOMPGATE_SOCKJS_UPSTREAM_SUFFIX=/raw"}, "/raw"},
+	} {
+		cfg, err := Load(append(append([]string{}, base...), c.env...))
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		if cfg.SockJSUpstreamSuffix != c.want {
+			t.Errorf("%v: suffix %q, want %q", c.env, cfg.SockJSUpstreamSuffix, c.want)
+		}
+	}
+	t.Setenv("STOMPGATE_UPSTREAM_URL", "ws://127.0.0.1:15674")
+	t.Setenv("STOMPGATE_SOCKJS_PATHS", "/ws")
+	t.Setenv("STOMPGATE_SOCKJS_UPSTREAM_SUFFIX", "")
+	if cfg, err := Load(nil); err != nil || cfg.SockJSUpstreamSuffix != "" {
+		t.Errorf("process environment with an empty suffix: %q, %v; want \"\"", cfg.SockJSUpstreamSuffix, err)
+	}
+}
