@@ -130,7 +130,110 @@ func (e *sockjsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !e.admit(w, r, log, id, false) {
 		return
 	}
+	if transport == "xhr" || transport == "jsonp" {
+		e.servePoll(w, r, transport)
+		return
+	}
 	e.lib.ServeHTTP(w, r)
+}
+
+// pollRetryFor bounds how long a poll waits for the library to let go of
+// the previous poll of its session.
+const pollRetryFor = 100 * time.Millisecond
+
+// servePoll serves a polling request (xhr, jsonp). A client polls again as
+// soon as a poll has brought messages, and the library detaches the
+// finished poll from the session asynchronously: the next poll may find it
+// still attached and be answered c[2010,"Another connection still open"],
+// which ends the client's session. Such an answer is held back and the
+// poll served again, for up to pollRetryFor; the session itself is
+// untouched by a refused attach.
+func (e *sockjsEndpoint) servePoll(w http.ResponseWriter, r *http.Request, transport string) {
+	refusal := "c[2010,"
+	if transport == "jsonp" {
+		refusal = r.URL.Query().Get("c") + `("c[2010,`
+	}
+	header := w.Header().Clone()
+	deadline := time.Now().Add(pollRetryFor)
+	for wait := 100 * time.Microsecond; ; wait *= 2 {
+		pw := &pollWriter{w: w, refusal: refusal}
+		e.lib.ServeHTTP(pw, r)
+		if !pw.refused || time.Now().After(deadline) {
+			pw.release()
+			return
+		}
+		time.Sleep(wait)
+		clear(w.Header())
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+	}
+}
+
+// pollWriter passes a poll's response through, except that it holds the
+// status and flushes until the first write, and holds that write back when
+// it is the refusal (refused).
+type pollWriter struct {
+	w       http.ResponseWriter
+	refusal string
+	status  int
+	started bool // the first write went through: pass everything on
+	refused bool
+	held    []byte
+}
+
+func (p *pollWriter) Header() http.Header { return p.w.Header() }
+
+func (p *pollWriter) WriteHeader(status int) {
+	if p.started {
+		p.w.WriteHeader(status)
+		return
+	}
+	if p.status == 0 {
+		p.status = status
+	}
+}
+
+func (p *pollWriter) Write(b []byte) (int, error) {
+	if p.started {
+		return p.w.Write(b)
+	}
+	if p.refused {
+		p.held = append(p.held, b...)
+		return len(b), nil
+	}
+	if bytes.HasPrefix(b, []byte(p.refusal)) {
+		p.refused = true
+		p.held = append(p.held, b...)
+		return len(b), nil
+	}
+	p.start()
+	return p.w.Write(b)
+}
+
+func (p *pollWriter) Flush() {
+	if p.started {
+		p.w.(http.Flusher).Flush()
+	}
+}
+
+func (p *pollWriter) start() {
+	p.started = true
+	if p.status != 0 {
+		p.w.WriteHeader(p.status)
+	}
+}
+
+// release writes what was held back: the refusal, once retrying is over,
+// or the status of a response without a body.
+func (p *pollWriter) release() {
+	if p.started {
+		return
+	}
+	p.start()
+	if len(p.held) > 0 {
+		_, _ = p.w.Write(p.held)
+	}
 }
 
 // admit admits a request that opens SockJS session id (one not known yet,
