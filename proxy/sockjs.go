@@ -287,13 +287,25 @@ func (e *sockjsEndpoint) claim(id string) bool {
 }
 
 // forget removes session id once its session ended (its slot is freed by
-// the session's own end).
+// the session's own end). The library keeps an ended session for the
+// disconnect delay to give a polling client its close frame (c[1012,…] in
+// a drain) on its next poll: until then that poll belongs to the session
+// and goes to the library, rather than being admitted as a new session,
+// which a drain would refuse with 503 and the close frame never arrive.
 func (e *sockjsEndpoint) forget(id string) {
 	e.mu.Lock()
-	if a := e.sessions[id]; a != nil && a.claimed {
-		delete(e.sessions, id)
-	}
+	a := e.sessions[id]
 	e.mu.Unlock()
+	if a == nil || !a.claimed {
+		return
+	}
+	time.AfterFunc(e.h.opts.SockJS.DisconnectDelay+time.Second, func() {
+		e.mu.Lock()
+		if e.sessions[id] == a {
+			delete(e.sessions, id)
+		}
+		e.mu.Unlock()
+	})
 }
 
 // maxSendBody bounds one xhr_send or jsonp_send body: the largest client

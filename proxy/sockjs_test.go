@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -145,5 +146,23 @@ func TestSockJSPollAgainAtOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A drain ends a polling client's session with c[1012,…], which the client
+// gets on its next poll: that poll belongs to the ended session and is not
+// refused as a new one (503 while draining).
+func TestSockJSDrainReachesPollingClient(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/drained/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	p.h.StartDraining()
+	go p.h.Drain(context.Background(), DrainOptions{})
+	p.waitSessionEnd(t, 5*time.Second)
+	code, body := httpDo(t, "POST", base+"xhr", "")
+	if code != 200 || !strings.HasPrefix(body, "c[1012,") {
+		t.Fatalf("poll after the drain: %d %q, want c[1012,…]", code, body)
 	}
 }
