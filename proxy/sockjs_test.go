@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -266,5 +270,92 @@ func TestSockJSSessionPathKeepsThePrefix(t *testing.T) {
 	e := p.waitSessionEnd(t, 5*time.Second)
 	if got := e.ContextMap()["path"]; got != "/ws/000/s2/xhr" {
 		t.Errorf("path %v, want /ws/000/s2/xhr", got)
+	}
+}
+
+// A polling client polls again as soon as a poll has brought messages. The
+// library detaches a finished poll asynchronously, so the next poll may
+// find it still attached and get c[2010,"Another connection still open"],
+// which ends the client's session. The next poll here is pipelined on the
+// same connection: the server reads it the moment the previous one is
+// answered, as a browser's next poll may arrive.
+func TestSockJSPollAgainAtOnce(t *testing.T) {
+	const messages = 200
+	p, _ := sockjsProxy(t, func(c *websocket.Conn) {
+		for i := range messages {
+			if c.WriteMessage(websocket.TextMessage, []byte(strconv.Itoa(i))) != nil {
+				return
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		c.ReadMessage() // until the client is gone
+	}, nil)
+	for _, transport := range []string{"xhr", "jsonp"} {
+		t.Run(transport, func(t *testing.T) {
+			conn, err := net.Dial("tcp", p.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			req := "POST /ws/000/poll-" + transport + "/xhr HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+			if transport == "jsonp" {
+				req = "GET /ws/000/poll-" + transport + "/jsonp?c=cb HTTP/1.1\r\nHost: x\r\n\r\n"
+			}
+			br := bufio.NewReader(conn)
+			if _, err := io.WriteString(conn, req+req); err != nil {
+				t.Fatal(err)
+			}
+			last := -1
+			for last < messages-1 {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("after message %d: %v", last, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body := strings.NewReplacer(`\"`, `"`, "cb(", "", ");", "", "\r", "", "\n", "").Replace(string(b))
+				if strings.HasPrefix(body, `"c[`) || strings.HasPrefix(body, "c[") {
+					t.Fatalf("after message %d a poll got %s", last, b)
+				}
+				var msgs []string
+				if rest, ok := strings.CutPrefix(strings.Trim(body, `"`), "a"); ok {
+					if err := json.Unmarshal([]byte(rest), &msgs); err != nil {
+						t.Fatalf("poll body %q: %v", b, err)
+					}
+				}
+				for _, m := range msgs {
+					n, _ := strconv.Atoi(m)
+					if n != last+1 {
+						t.Fatalf("message %s after %d", m, last)
+					}
+					last = n
+				}
+				// One poll stays pipelined behind the one being served.
+				if last < messages-1 {
+					if _, err := io.WriteString(conn, req); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A drain ends a polling client's session with c[1012,…], which the client
+// gets on its next poll: that poll belongs to the ended session and is not
+// refused as a new one (503 while draining).
+func TestSockJSDrainReachesPollingClient(t *testing.T) {
+	p, _ := sockjsProxy(t, echo, nil)
+	base := p.srv.URL + "/ws/000/drained/"
+	if code, body := httpDo(t, "POST", base+"xhr", ""); code != 200 || body != "o\n" {
+		t.Fatalf("open: %d %q", code, body)
+	}
+	p.h.StartDraining()
+	go p.h.Drain(context.Background(), DrainOptions{})
+	p.waitSessionEnd(t, 5*time.Second)
+	code, body := httpDo(t, "POST", base+"xhr", "")
+	if code != 200 || !strings.HasPrefix(body, "c[1012,") {
+		t.Fatalf("poll after the drain: %d %q, want c[1012,…]", code, body)
 	}
 }
