@@ -145,11 +145,16 @@ type spring struct {
 // TaskScheduler, no heart-beats).
 func startSpring(t testing.TB, sx, sy time.Duration) *spring {
 	t.Helper()
+	return startSpringWith(t, springbroker.Config{HeartBeat: [2]time.Duration{sx, sy}})
+}
+
+// startSpringWith starts the broker configured by cfg, recording its
+// events.
+func startSpringWith(t testing.TB, cfg springbroker.Config) *spring {
+	t.Helper()
 	p := &spring{changed: make(chan struct{})}
-	p.b = springbroker.New(springbroker.Config{
-		HeartBeat: [2]time.Duration{sx, sy},
-		OnEvent:   p.record,
-	})
+	cfg.OnEvent = p.record
+	p.b = springbroker.New(cfg)
 	p.srv = httptest.NewUnstartedServer(p.b)
 	p.ln = &trackingListener{Listener: p.srv.Listener}
 	p.srv.Listener = p.ln

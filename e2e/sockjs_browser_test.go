@@ -270,7 +270,7 @@ type sockjsBrowserBroker struct {
 // setAllowedOrigins, it accepts pageOrigin as well as its own: stompgate
 // passes the browser's Origin on.
 func springForSockJS(t *testing.T, pageOrigin string) sockjsBrowserBroker {
-	b := springbroker.New(springbroker.Config{
+	b := startSpringWith(t, springbroker.Config{
 		Path:      "/ws/websocket",
 		HeartBeat: [2]time.Duration{10 * time.Second, 10 * time.Second},
 		CheckOrigin: func(r *http.Request) bool {
@@ -278,12 +278,7 @@ func springForSockJS(t *testing.T, pageOrigin string) sockjsBrowserBroker {
 			return o == "" || o == pageOrigin || o == "http://"+r.Host
 		},
 	})
-	srv := httptest.NewServer(b)
-	t.Cleanup(func() {
-		b.Close()
-		srv.Close()
-	})
-	return sockjsBrowserBroker{upstream: "ws" + strings.TrimPrefix(srv.URL, "http"), suffix: "/websocket", destination: uniqueDest(t)}
+	return sockjsBrowserBroker{upstream: b.origin(), suffix: "/websocket", destination: uniqueDest(t)}
 }
 
 func rabbitForSockJS(t *testing.T, _ string) sockjsBrowserBroker {

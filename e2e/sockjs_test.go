@@ -160,20 +160,7 @@ func httpStatus(method, url string) int {
 // startSpringAt is startSpring with the WebSocket endpoint at path.
 func startSpringAt(t *testing.T, path string, sx, sy time.Duration) *spring {
 	t.Helper()
-	p := &spring{changed: make(chan struct{})}
-	p.b = springbroker.New(springbroker.Config{HeartBeat: [2]time.Duration{sx, sy}, Path: path, OnEvent: p.record})
-	p.srv = httptest.NewUnstartedServer(p.b)
-	p.ln = &trackingListener{Listener: p.srv.Listener}
-	p.srv.Listener = p.ln
-	p.srv.Start()
-	t.Cleanup(func() {
-		p.b.Close()
-		p.srv.Close()
-		if t.Failed() {
-			t.Logf("Spring-semantics broker events:\n%s", p.describe())
-		}
-	})
-	return p
+	return startSpringWith(t, springbroker.Config{HeartBeat: [2]time.Duration{sx, sy}, Path: path})
 }
 
 // ---- sockjs_stompjs.mjs -----------------------------------------------------
