@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/stompgate/stompgate/config"
 	"github.com/stompgate/stompgate/e2e/peers"
 	"github.com/stompgate/stompgate/internal/stomptest"
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 // buildStompgate builds cmd/stompgate into a temporary directory.
@@ -30,14 +30,9 @@ func buildStompgate(t testing.TB) string {
 	return bin
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns an address for a child process to bind
+// (wstest.FreeAddr).
+func freeAddr(t testing.TB) string { return wstest.FreeAddr(t) }
 
 func TestBinaryCLI(t *testing.T) {
 	bin := buildStompgate(t)

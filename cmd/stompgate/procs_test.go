@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/stompgate/stompgate/internal/stomptest"
+	"github.com/stompgate/stompgate/internal/wstest"
 )
 
 const helperEnv = "STOMPGATE_TEST_HELPER"
@@ -160,16 +161,9 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns an address for a child process to bind
+// (wstest.FreeAddr).
+func freeAddr(t *testing.T) string { return wstest.FreeAddr(t) }
 
 // pollUntil polls cond every 20ms until it holds, for at most within, and
 // returns how long that took; it fails the test when cond never held.

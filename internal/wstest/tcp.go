@@ -1,9 +1,31 @@
 package wstest
 
 import (
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"testing"
 )
+
+// FreeAddr returns a 127.0.0.1 address whose port is free now, for a child
+// process to bind. The port is taken below Linux's ephemeral range (32768
+// and up): a port from that range, freed here, can be handed to one of the
+// outgoing connections that tests running in parallel open before the
+// child binds it ("address already in use").
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	for range 200 {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(20000+rand.IntN(12000)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
+	}
+	tb.Fatal("no free port below the ephemeral range")
+	return ""
+}
 
 // TCPPair returns both ends of a TCP connection on 127.0.0.1, closed when
 // the test ends: for tests that need a real socket (receive queues,
