@@ -12,7 +12,7 @@ import (
 // The two benchmarks below price a heart-beat write against the system call
 // boundary alone, to tell how much of stompgate's heart-beat cost batching
 // system calls (io_uring) or a user-space timer wheel could remove: the
-// soak's CPU profile is ~60 % sendto (docs/performance.md, "Soak").
+// soak's CPU profile is ~60 % sendto (bench/history.md, "Soak").
 //
 //	go test -run '^$' -bench 'KernelEntry|SendEOL' -count 5 ./internal/wsconn/
 

@@ -18,8 +18,8 @@ import (
 //
 // If even the goroutine floor costs more CPU per message than nginx, no
 // change inside stompgate's pumps can reach nginx; the epoll floor says what
-// an event-loop redesign could at best reach. docs/performance.md has the
-// figures.
+// an event-loop redesign could at best reach. bench/history.md ("Floors")
+// has the figures.
 
 // tunnelBuffer is the read buffer of each direction of both tunnels.
 const tunnelBuffer = 16 << 10
