@@ -70,8 +70,11 @@ func TestEOLHeartbeatsKeepSessionAlive(t *testing.T) {
 	c := e.dial()
 	connected := time.Now()
 	c.connect("heart-beat:100,0")
-	const n = 10 // 10 x 100ms > 3 read intervals
-	tick := time.NewTicker(100 * time.Millisecond)
+	// 20 x 50ms > 3 read intervals; at half the client's promised period,
+	// so a tick delayed by a loaded machine still arrives within the read
+	// interval.
+	const n, every = 20, 50 * time.Millisecond
+	tick := time.NewTicker(every)
 	for i := 0; i < n; i++ {
 		<-tick.C
 		c.send("\n")
@@ -80,7 +83,7 @@ func TestEOLHeartbeatsKeepSessionAlive(t *testing.T) {
 	e.rec.waitN(t, n, "heart-beats", kindIs(c.sid, EventHeartbeat))
 	c.expectError("Session closed.")
 	to := e.rec.wait(t, "read timeout", kindIs(c.sid, EventReadTimeout))
-	if to.Time.Sub(connected) < n*100*time.Millisecond {
+	if to.Time.Sub(connected) < n*every {
 		t.Fatalf("timed out %v after CONNECT, while heart-beats were still sent", to.Time.Sub(connected))
 	}
 	if idle := to.Time.Sub(lastActivity(e, c.sid, to.Time)); idle <= readInterval {
@@ -96,8 +99,8 @@ func TestFrameWithTrailingEOLsCountsButIsNoHeartbeat(t *testing.T) {
 	c := e.dial()
 	connected := time.Now()
 	c.connect("heart-beat:100,0")
-	const n = 10
-	tick := time.NewTicker(100 * time.Millisecond)
+	const n, every = 20, 50 * time.Millisecond // as above: margin for a loaded machine
+	tick := time.NewTicker(every)
 	for i := 0; i < n; i++ {
 		<-tick.C
 		c.send("SEND\ndestination:/app/x\n\nhi\x00\n\n\r\n")
@@ -106,7 +109,7 @@ func TestFrameWithTrailingEOLsCountsButIsNoHeartbeat(t *testing.T) {
 	e.rec.waitN(t, n, "SEND frames", frameIs(c.sid, "SEND", EventFrame))
 	c.expectError("Session closed.")
 	to := e.rec.wait(t, "read timeout", kindIs(c.sid, EventReadTimeout))
-	if to.Time.Sub(connected) < n*100*time.Millisecond {
+	if to.Time.Sub(connected) < n*every {
 		t.Fatalf("timed out %v after CONNECT, while frames were still sent", to.Time.Sub(connected))
 	}
 	if hb := e.rec.count(kindIs(c.sid, EventHeartbeat)); hb != 0 {
